@@ -1,0 +1,143 @@
+//! The host profile: what this kernel, CPU and process would put into an exec, read from
+//! /proc (the process's own auxv, maps and vDSO) without any unsafe code.
+
+use std::fs;
+use std::io::{Read, Seek, SeekFrom};
+use std::sync::Arc;
+
+use progload::auxv::*;
+use progload::profile::{Credentials, Profile, Vdso, VdsoPart};
+
+fn read_u64(path: &str) -> Option<u64> {
+    fs::read_to_string(path).ok()?.trim().parse().ok()
+}
+
+fn read_self_mem(addr: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    let mut f = fs::File::open("/proc/self/mem")?;
+    f.seek(SeekFrom::Start(addr))?;
+    let mut buf = vec![0u8; len];
+    f.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+/// The calling process's auxiliary vector.
+pub fn self_auxv() -> Vec<(u64, u64)> {
+    let raw = fs::read("/proc/self/auxv").unwrap_or_default();
+    raw.chunks_exact(16)
+        .map(|c| {
+            let (k, v) = c.split_at(8);
+            (
+                u64::from_le_bytes(k.try_into().unwrap_or([0; 8])),
+                u64::from_le_bytes(v.try_into().unwrap_or([0; 8])),
+            )
+        })
+        .collect()
+}
+
+fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
+    status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim)
+}
+
+fn status_ids(status: &str, key: &str) -> Vec<u32> {
+    status_field(status, key)
+        .map(|s| s.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// Detects the host profile: this process's credentials and limits, this kernel's vDSO and
+/// sysctls, this CPU's hwcaps.
+///
+/// # Errors
+/// When /proc cannot be read.
+pub fn host_profile() -> std::io::Result<Profile> {
+    let mut p = if cfg!(target_arch = "aarch64") {
+        Profile::linux_6_18_aarch64()
+    } else {
+        Profile::linux_6_18_x86_64()
+    };
+    p.page_size = rustix::param::page_size() as u64;
+    let auxv = self_auxv();
+    let get = |t: u64| auxv.iter().find(|(k, _)| *k == t).map(|&(_, v)| v);
+    if let Some(v) = get(AT_HWCAP) {
+        p.hwcap = v;
+    }
+    p.hwcap2 = get(AT_HWCAP2).unwrap_or(0);
+    p.hwcap3 = get(AT_HWCAP3);
+    if let Some(v) = get(AT_MINSIGSTKSZ) {
+        p.minsigstksz = v;
+    }
+    if let Some(v) = get(AT_CLKTCK) {
+        p.clock_ticks = v;
+    }
+    p.rseq = match (get(AT_RSEQ_FEATURE_SIZE), get(AT_RSEQ_ALIGN)) {
+        (Some(s), Some(a)) => Some((s, a)),
+        _ => None,
+    };
+    if let Some(addr) = get(AT_PLATFORM) {
+        if let Ok(bytes) = read_self_mem(addr, 64) {
+            let end = bytes.iter().position(|&c| c == 0).unwrap_or(0);
+            p.platform = String::from_utf8_lossy(&bytes[..end]).into_owned();
+        }
+    }
+
+    // vDSO: the special mappings of this process, in address order.
+    let maps = fs::read_to_string("/proc/self/maps")?;
+    let mut data = Vec::new();
+    let mut vdso = None;
+    p.vsyscall = false;
+    for line in maps.lines() {
+        let mut cols = line.split_whitespace();
+        let range = cols.next().unwrap_or("");
+        let name = cols.nth(4).unwrap_or("");
+        let Some((a, b)) = range.split_once('-') else { continue };
+        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else { continue };
+        match name {
+            "[vvar]" | "[vvar_vclock]" => data.push(VdsoPart { name: name.to_string(), pages: (b - a) / p.page_size, prot: 4 }),
+            "[vdso]" => vdso = Some((a, b)),
+            "[vsyscall]" => p.vsyscall = true,
+            _ => {}
+        }
+    }
+    p.vdso = match (vdso, get(AT_SYSINFO_EHDR)) {
+        (Some((a, b)), Some(_)) => {
+            let image = read_self_mem(a, (b - a) as usize)?;
+            Some(Vdso { data, image: Arc::from(image) })
+        }
+        _ => None,
+    };
+
+    let lim = rustix::process::getrlimit(rustix::process::Resource::Stack);
+    p.stack_rlimit = lim.current;
+    p.mmap_min_addr = read_u64("/proc/sys/vm/mmap_min_addr").unwrap_or(4096);
+    p.legacy_va_layout = read_u64("/proc/sys/vm/legacy_va_layout").unwrap_or(0) != 0;
+    p.randomize_va_space = read_u64("/proc/sys/kernel/randomize_va_space").unwrap_or(2) as u8;
+    if let Some(bits) = read_u64("/proc/sys/vm/mmap_rnd_bits") {
+        p.mmap_rnd_bits = bits as u32;
+    }
+    let cmdline = fs::read_to_string("/proc/cmdline").unwrap_or_default();
+    let gap_pages = cmdline
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("stack_guard_gap="))
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(256);
+    p.stack_guard_gap = gap_pages * p.page_size;
+    if let Ok(s) = fs::read_to_string("/proc/self/personality") {
+        if let Ok(v) = u32::from_str_radix(s.trim(), 16) {
+            p.personality = v;
+        }
+    }
+    let status = fs::read_to_string("/proc/self/status")?;
+    let uids = status_ids(&status, "Uid:");
+    let gids = status_ids(&status, "Gid:");
+    p.credentials = Credentials {
+        uid: uids.first().copied().unwrap_or(0),
+        euid: uids.get(1).copied().unwrap_or(0),
+        gid: gids.first().copied().unwrap_or(0),
+        egid: gids.get(1).copied().unwrap_or(0),
+        groups: status_ids(&status, "Groups:"),
+        no_new_privs: status_field(&status, "NoNewPrivs:") == Some("1"),
+    };
+    let cap_eff = status_field(&status, "CapEff:").and_then(|s| u64::from_str_radix(s, 16).ok()).unwrap_or(0);
+    p.cap_sys_rawio = cap_eff & (1 << 17) != 0;
+    Ok(p)
+}

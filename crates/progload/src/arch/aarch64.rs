@@ -1,0 +1,24 @@
+//! AArch64 (`arch/arm64/include/asm/{elf.h,processor.h,memory.h}`, generic `mm/util.c`).
+
+use super::ArchSpec;
+
+/// `EM_AARCH64`.
+pub const EM_AARCH64: u16 = 183;
+/// `DEFAULT_MAP_WINDOW_64` with 48-bit VA = `STACK_TOP`.
+pub const DEFAULT_MAP_WINDOW_64: u64 = 1 << 48;
+/// `GNU_PROPERTY_AARCH64_FEATURE_1_AND`.
+pub const FEATURE_1_AND: u32 = 0xc000_0000;
+/// `GNU_PROPERTY_AARCH64_FEATURE_1_BTI`.
+pub const FEATURE_1_BTI: u32 = 1;
+
+/// The AArch64 description.
+pub const SPEC: ArchSpec = ArchSpec {
+    e_machine: EM_AARCH64,
+    mmap_rnd_bits: 18,
+    stack_rnd_mask: 0x3_ffff,
+    brk_rnd_range: 1 << 30,
+    align_stack_rnd_8k: false,
+    legacy_on_unlimited_stack: true,
+    parses_gnu_property: true,
+    platform: "aarch64",
+};

@@ -1,0 +1,63 @@
+//! Architecture descriptions: the constants and rules of `arch/*/include/asm` that differ.
+
+pub mod aarch64;
+pub mod x86_64;
+
+/// A CPU architecture progload can plan for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Arch {
+    /// x86_64 (native 64-bit tasks).
+    X86_64,
+    /// AArch64 (native 64-bit tasks).
+    Aarch64,
+}
+
+/// The per-architecture constants of the exec path.
+#[derive(Clone, Copy, Debug)]
+pub struct ArchSpec {
+    /// `e_machine` accepted by `elf_check_arch`.
+    pub e_machine: u16,
+    /// Bits of mmap randomization (`mmap_rnd_bits` default).
+    pub mmap_rnd_bits: u32,
+    /// `STACK_RND_MASK` (in pages).
+    pub stack_rnd_mask: u64,
+    /// Range of `arch_randomize_brk` in bytes.
+    pub brk_rnd_range: u64,
+    /// Whether `arch_align_stack` subtracts a random amount below 8 KiB (x86) rather than
+    /// below one page (arm64).
+    pub align_stack_rnd_8k: bool,
+    /// Whether an unlimited RLIMIT_STACK selects the legacy bottom-up layout (generic
+    /// `mmap_is_legacy`; x86 does not).
+    pub legacy_on_unlimited_stack: bool,
+    /// Whether the kernel parses PT_GNU_PROPERTY (`CONFIG_ARCH_USE_GNU_PROPERTY`).
+    pub parses_gnu_property: bool,
+    /// The default `ELF_PLATFORM` string.
+    pub platform: &'static str,
+}
+
+impl Arch {
+    /// The architecture's constants.
+    pub fn spec(self) -> &'static ArchSpec {
+        match self {
+            Arch::X86_64 => &x86_64::SPEC,
+            Arch::Aarch64 => &aarch64::SPEC,
+        }
+    }
+
+    /// The name used in profiles and reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "x86_64",
+            Arch::Aarch64 => "aarch64",
+        }
+    }
+
+    /// Parses a name as given by [`Arch::name`].
+    pub fn from_name(name: &str) -> Option<Arch> {
+        match name {
+            "x86_64" => Some(Arch::X86_64),
+            "aarch64" | "arm64" => Some(Arch::Aarch64),
+            _ => None,
+        }
+    }
+}

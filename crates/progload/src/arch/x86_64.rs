@@ -1,0 +1,26 @@
+//! x86_64 (`arch/x86/include/asm/{elf.h,processor.h,page_64_types.h}`, `arch/x86/mm/mmap.c`).
+
+use super::ArchSpec;
+
+/// `EM_X86_64`.
+pub const EM_X86_64: u16 = 62;
+/// `DEFAULT_MAP_WINDOW` with 4-level paging = `STACK_TOP` = `TASK_SIZE`.
+pub const DEFAULT_MAP_WINDOW: u64 = (1 << 47) - 4096;
+/// `__USER_CS`.
+pub const USER_CS: u64 = 0x33;
+/// `__USER_DS`.
+pub const USER_DS: u64 = 0x2b;
+/// Initial RFLAGS: IF plus the reserved bit 1.
+pub const INITIAL_RFLAGS: u64 = 0x202;
+
+/// The x86_64 description.
+pub const SPEC: ArchSpec = ArchSpec {
+    e_machine: EM_X86_64,
+    mmap_rnd_bits: 28,
+    stack_rnd_mask: 0x3f_ffff,
+    brk_rnd_range: 1 << 30,
+    align_stack_rnd_8k: true,
+    legacy_on_unlimited_stack: false,
+    parses_gnu_property: false,
+    platform: "x86_64",
+};

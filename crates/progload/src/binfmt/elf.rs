@@ -1,0 +1,235 @@
+//! ELF header and program header validation, as `load_elf_binary()` and `load_elf_phdrs()` in
+//! `fs/binfmt_elf.c` do it, over `object`'s raw ELF64 structures.
+
+use alloc::vec::Vec;
+
+use object::elf::{FileHeader64, ProgramHeader64, ET_DYN, ET_EXEC};
+use object::LittleEndian as LE;
+
+use crate::errno::Errno;
+use crate::fs::{read_full, FileSystem};
+
+/// `PT_LOAD`.
+pub const PT_LOAD: u32 = object::elf::PT_LOAD;
+/// `PT_INTERP`.
+pub const PT_INTERP: u32 = object::elf::PT_INTERP;
+/// `PT_GNU_STACK`.
+pub const PT_GNU_STACK: u32 = object::elf::PT_GNU_STACK;
+/// `PT_GNU_PROPERTY`.
+pub const PT_GNU_PROPERTY: u32 = object::elf::PT_GNU_PROPERTY;
+/// `PF_X`.
+pub const PF_X: u32 = object::elf::PF_X;
+/// `PF_W`.
+pub const PF_W: u32 = object::elf::PF_W;
+/// `PF_R`.
+pub const PF_R: u32 = object::elf::PF_R;
+
+/// Size of an ELF64 file header.
+pub const EHDR_SIZE: usize = 64;
+/// Size of an ELF64 program header (`sizeof(struct elf_phdr)`).
+pub const PHDR_SIZE: usize = 56;
+/// Largest program header table the kernel reads.
+pub const MAX_PHDRS_BYTES: usize = 65_536;
+
+/// The ELF header fields the loader uses. Little-endian fields, whatever `EI_DATA` says: the
+/// kernel reads them natively and does not check `EI_CLASS`, `EI_DATA` or `e_version`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Header {
+    /// `e_type`.
+    pub e_type: u16,
+    /// `e_machine`.
+    pub e_machine: u16,
+    /// `e_entry`.
+    pub e_entry: u64,
+    /// `e_phoff`.
+    pub e_phoff: u64,
+    /// `e_phentsize`.
+    pub e_phentsize: u16,
+    /// `e_phnum`.
+    pub e_phnum: u16,
+}
+
+impl Header {
+    /// Reads the header from the first bytes of a file; `None` when the magic is not ELF.
+    pub fn parse(buf: &[u8]) -> Option<Header> {
+        let raw = buf.get(..EHDR_SIZE)?;
+        let (h, _) = object::pod::from_bytes::<FileHeader64<LE>>(raw).ok()?;
+        if h.e_ident.magic != object::elf::ELFMAG {
+            return None;
+        }
+        Some(Header {
+            e_type: h.e_type.get(LE),
+            e_machine: h.e_machine.get(LE),
+            e_entry: h.e_entry.get(LE),
+            e_phoff: h.e_phoff.get(LE),
+            e_phentsize: h.e_phentsize.get(LE),
+            e_phnum: h.e_phnum.get(LE),
+        })
+    }
+
+    /// `e_type` is ET_EXEC or ET_DYN.
+    pub fn type_ok(&self) -> bool {
+        self.e_type == ET_EXEC || self.e_type == ET_DYN
+    }
+
+    /// `e_type` is ET_DYN.
+    pub fn is_dyn(&self) -> bool {
+        self.e_type == ET_DYN
+    }
+}
+
+/// One program header.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub struct Phdr {
+    /// `p_type`.
+    pub p_type: u32,
+    /// `p_flags`.
+    pub p_flags: u32,
+    /// `p_offset`.
+    pub p_offset: u64,
+    /// `p_vaddr`.
+    pub p_vaddr: u64,
+    /// `p_filesz`.
+    pub p_filesz: u64,
+    /// `p_memsz`.
+    pub p_memsz: u64,
+    /// `p_align`.
+    pub p_align: u64,
+}
+
+/// Why `load_elf_phdrs()` failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PhdrsError {
+    /// `e_phentsize` is not 56.
+    EntSize,
+    /// The table is empty or larger than 64 KiB.
+    Count,
+    /// The table could not be read whole.
+    Short,
+}
+
+/// Checks whether a file offset range is readable per `rw_verify_area` (non-negative as a
+/// `loff_t`, end not overflowing it).
+pub fn offset_ok(offset: u64, len: u64) -> bool {
+    offset <= i64::MAX as u64 && offset.checked_add(len).is_some_and(|e| e <= i64::MAX as u64)
+}
+
+/// `load_elf_phdrs()`: validate the table's shape and read it (at most 64 KiB).
+///
+/// # Errors
+/// See [`PhdrsError`].
+pub fn load_phdrs<F: FileSystem + ?Sized>(
+    fs: &F,
+    node: &F::Node,
+    h: &Header,
+) -> Result<Vec<Phdr>, PhdrsError> {
+    if usize::from(h.e_phentsize) != PHDR_SIZE {
+        return Err(PhdrsError::EntSize);
+    }
+    let size = usize::from(h.e_phnum) * PHDR_SIZE;
+    if size == 0 || size > MAX_PHDRS_BYTES {
+        return Err(PhdrsError::Count);
+    }
+    if !offset_ok(h.e_phoff, size as u64) {
+        return Err(PhdrsError::Short);
+    }
+    let mut buf = alloc::vec![0u8; size];
+    match read_full(fs, node, h.e_phoff, &mut buf) {
+        Ok(n) if n == size => {}
+        _ => return Err(PhdrsError::Short),
+    }
+    let (raw, _) =
+        object::pod::slice_from_bytes::<ProgramHeader64<LE>>(&buf, usize::from(h.e_phnum))
+            .map_err(|()| PhdrsError::Short)?;
+    Ok(raw
+        .iter()
+        .map(|p| Phdr {
+            p_type: p.p_type.get(LE),
+            p_flags: p.p_flags.get(LE),
+            p_offset: p.p_offset.get(LE),
+            p_vaddr: p.p_vaddr.get(LE),
+            p_filesz: p.p_filesz.get(LE),
+            p_memsz: p.p_memsz.get(LE),
+            p_align: p.p_align.get(LE),
+        })
+        .collect())
+}
+
+/// Reads exactly `len` bytes at `offset` (`elf_read`): a short read is EIO.
+///
+/// # Errors
+/// EINVAL for an offset the kernel rejects, EIO for a short read, or the filesystem's error.
+pub fn read_exact<F: FileSystem + ?Sized>(
+    fs: &F,
+    node: &F::Node,
+    offset: u64,
+    len: usize,
+) -> Result<Vec<u8>, Errno> {
+    if !offset_ok(offset, len as u64) {
+        return Err(Errno::EINVAL);
+    }
+    let mut buf = alloc::vec![0u8; len];
+    let n = read_full(fs, node, offset, &mut buf)?;
+    if n != len {
+        return Err(Errno::EIO);
+    }
+    Ok(buf)
+}
+
+/// `ELF_PAGESTART`.
+pub fn page_start(v: u64, page: u64) -> u64 {
+    v & !(page - 1)
+}
+
+/// `ELF_PAGEOFFSET`.
+pub fn page_offset(v: u64, page: u64) -> u64 {
+    v & (page - 1)
+}
+
+/// `ELF_PAGEALIGN` (wrapping, as the kernel's unsigned arithmetic does).
+pub fn page_align(v: u64, page: u64) -> u64 {
+    v.wrapping_add(page - 1) & !(page - 1)
+}
+
+/// `total_mapping_size()`: from the lowest PT_LOAD page to the highest segment end (0 without
+/// PT_LOAD).
+pub fn total_mapping_size(phdrs: &[Phdr], page: u64) -> u64 {
+    let mut min = u64::MAX;
+    let mut max = 0u64;
+    let mut any = false;
+    for p in phdrs.iter().filter(|p| p.p_type == PT_LOAD) {
+        min = min.min(page_start(p.p_vaddr, page));
+        max = max.max(p.p_vaddr.wrapping_add(p.p_memsz));
+        any = true;
+    }
+    if any {
+        max.wrapping_sub(min)
+    } else {
+        0
+    }
+}
+
+/// `maximum_alignment()`: the largest power-of-two `p_align` of the PT_LOADs, page aligned.
+pub fn maximum_alignment(phdrs: &[Phdr], page: u64) -> u64 {
+    phdrs
+        .iter()
+        .filter(|p| p.p_type == PT_LOAD && p.p_align.is_power_of_two())
+        .map(|p| page_align(p.p_align, page))
+        .max()
+        .unwrap_or(0)
+}
+
+/// `make_prot()`: r/w/x bits from `p_flags`.
+pub fn prot_of(p_flags: u32) -> u8 {
+    let mut prot = 0;
+    if p_flags & PF_R != 0 {
+        prot |= crate::layout::PROT_READ;
+    }
+    if p_flags & PF_W != 0 {
+        prot |= crate::layout::PROT_WRITE;
+    }
+    if p_flags & PF_X != 0 {
+        prot |= crate::layout::PROT_EXEC;
+    }
+    prot
+}

@@ -1,0 +1,223 @@
+//! Everything that differs by kernel build, CPU or calling process, as one input value.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use crate::arch::{aarch64, x86_64, Arch};
+
+/// `ADDR_NO_RANDOMIZE` personality bit.
+pub const ADDR_NO_RANDOMIZE: u32 = 0x004_0000;
+/// `MMAP_PAGE_ZERO` personality bit.
+pub const MMAP_PAGE_ZERO: u32 = 0x010_0000;
+/// `ADDR_COMPAT_LAYOUT` personality bit.
+pub const ADDR_COMPAT_LAYOUT: u32 = 0x020_0000;
+/// `READ_IMPLIES_EXEC` personality bit.
+pub const READ_IMPLIES_EXEC: u32 = 0x040_0000;
+/// `PER_CLEAR_ON_SETID`: bits a set-id exec clears.
+pub const PER_CLEAR_ON_SETID: u32 =
+    READ_IMPLIES_EXEC | ADDR_NO_RANDOMIZE | ADDR_COMPAT_LAYOUT | MMAP_PAGE_ZERO;
+
+/// The calling process's credentials.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    /// Real uid.
+    pub uid: u32,
+    /// Effective uid (also used as fsuid for permission checks).
+    pub euid: u32,
+    /// Real gid.
+    pub gid: u32,
+    /// Effective gid.
+    pub egid: u32,
+    /// Supplementary groups.
+    pub groups: Vec<u32>,
+    /// `PR_SET_NO_NEW_PRIVS` is set.
+    pub no_new_privs: bool,
+}
+
+impl Credentials {
+    /// root with no supplementary groups.
+    pub fn root() -> Self {
+        Credentials { uid: 0, euid: 0, gid: 0, egid: 0, groups: Vec::new(), no_new_privs: false }
+    }
+}
+
+/// One special mapping of the vDSO block (`[vvar]`, `[vvar_vclock]`, `[vdso]`), in address order.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VdsoPart {
+    /// The name shown in /proc/PID/maps.
+    pub name: String,
+    /// Its length in pages.
+    pub pages: u64,
+    /// Its permissions as r/w/x bits (4/2/1).
+    pub prot: u8,
+}
+
+/// The vDSO the kernel maps: its data pages and its text image.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Vdso {
+    /// The data pages, in address order, placed below the text.
+    pub data: Vec<VdsoPart>,
+    /// The vDSO ELF image (whole pages), mapped `[vdso]` r-x; `AT_SYSINFO_EHDR` points at it.
+    pub image: Arc<[u8]>,
+}
+
+impl Vdso {
+    /// Number of pages of the text image.
+    pub fn text_pages(&self, page_size: u64) -> u64 {
+        (self.image.len() as u64).div_ceil(page_size).max(1)
+    }
+}
+
+/// What differs by kernel, CPU and calling process: the input that makes a plan exact.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Profile {
+    /// The architecture.
+    pub arch: Arch,
+    /// `PAGE_SIZE` (= `ELF_EXEC_PAGESIZE`, `AT_PAGESZ`).
+    pub page_size: u64,
+    /// `TASK_SIZE` for a 64-bit task.
+    pub task_size: u64,
+    /// `STACK_TOP`.
+    pub stack_top: u64,
+    /// `STACK_TOP_MAX` (where the strings are first copied).
+    pub stack_top_max: u64,
+    /// `ELF_ET_DYN_BASE`.
+    pub elf_et_dyn_base: u64,
+    /// `TASK_UNMAPPED_BASE` (the legacy bottom-up base).
+    pub task_unmapped_base: u64,
+    /// `AT_HWCAP`.
+    pub hwcap: u64,
+    /// `AT_HWCAP2`.
+    pub hwcap2: u64,
+    /// `AT_HWCAP3`, emitted when present (arm64 6.18).
+    pub hwcap3: Option<u64>,
+    /// `AT_MINSIGSTKSZ`; on arm64 a 0 emits `AT_IGNORE`.
+    pub minsigstksz: u64,
+    /// `ELF_PLATFORM` string (`AT_PLATFORM`).
+    pub platform: String,
+    /// `AT_CLKTCK` (USER_HZ).
+    pub clock_ticks: u64,
+    /// `AT_RSEQ_FEATURE_SIZE` and `AT_RSEQ_ALIGN`, when `CONFIG_RSEQ`.
+    pub rseq: Option<(u64, u64)>,
+    /// The vDSO, when enabled.
+    pub vdso: Option<Vdso>,
+    /// Whether `[vsyscall]` shows in /proc/PID/maps.
+    pub vsyscall: bool,
+    /// RLIMIT_STACK soft limit in bytes; `None` is unlimited.
+    pub stack_rlimit: Option<u64>,
+    /// `vm.mmap_min_addr`.
+    pub mmap_min_addr: u64,
+    /// `stack_guard_gap` in bytes.
+    pub stack_guard_gap: u64,
+    /// `vm.legacy_va_layout`.
+    pub legacy_va_layout: bool,
+    /// `kernel.randomize_va_space` (0, 1 or 2).
+    pub randomize_va_space: u8,
+    /// Bits of mmap randomization (`vm.mmap_rnd_bits`).
+    pub mmap_rnd_bits: u32,
+    /// The calling process's personality (e.g. [`ADDR_NO_RANDOMIZE`]).
+    pub personality: u32,
+    /// The calling process's credentials.
+    pub credentials: Credentials,
+    /// The kernel allows the caller to map below `mmap_min_addr` (CAP_SYS_RAWIO).
+    pub cap_sys_rawio: bool,
+}
+
+impl Profile {
+    /// Linux 6.18 on x86_64 with 4-level paging, defaults of a Debian/Firecracker build:
+    /// 8 MiB stack, randomization on, 4+2 vvar pages and a 2-page vDSO (zero-filled image).
+    pub fn linux_6_18_x86_64() -> Self {
+        let page = 4096;
+        Profile {
+            arch: Arch::X86_64,
+            page_size: page,
+            task_size: x86_64::DEFAULT_MAP_WINDOW,
+            stack_top: x86_64::DEFAULT_MAP_WINDOW,
+            stack_top_max: x86_64::DEFAULT_MAP_WINDOW,
+            elf_et_dyn_base: x86_64::DEFAULT_MAP_WINDOW / 3 * 2,
+            task_unmapped_base: (x86_64::DEFAULT_MAP_WINDOW / 3).next_multiple_of(page),
+            hwcap: 0x178b_fbff,
+            hwcap2: 0x2,
+            hwcap3: None,
+            minsigstksz: 0xd30,
+            platform: String::from("x86_64"),
+            clock_ticks: 100,
+            rseq: Some((28, 32)),
+            vdso: Some(Vdso {
+                data: vec![
+                    VdsoPart { name: String::from("[vvar]"), pages: 4, prot: 4 },
+                    VdsoPart { name: String::from("[vvar_vclock]"), pages: 2, prot: 4 },
+                ],
+                image: Arc::from(vec![0u8; 2 * 4096]),
+            }),
+            vsyscall: true,
+            stack_rlimit: Some(8 << 20),
+            mmap_min_addr: 4096,
+            stack_guard_gap: 256 * page,
+            legacy_va_layout: false,
+            randomize_va_space: 2,
+            mmap_rnd_bits: 28,
+            personality: 0,
+            credentials: Credentials::root(),
+            cap_sys_rawio: true,
+        }
+    }
+
+    /// Linux 6.18 on AArch64 with 4 KiB pages and 48-bit VA: 8 MiB stack, randomization on,
+    /// 4 vvar pages and a 1-page vDSO (zero-filled image).
+    pub fn linux_6_18_aarch64() -> Self {
+        let page = 4096;
+        let top = aarch64::DEFAULT_MAP_WINDOW_64;
+        Profile {
+            arch: Arch::Aarch64,
+            page_size: page,
+            task_size: top,
+            stack_top: top,
+            stack_top_max: top,
+            elf_et_dyn_base: 2 * top / 3,
+            task_unmapped_base: (top / 4).next_multiple_of(page),
+            hwcap: 0xfdff_ffff,
+            hwcap2: 0x3_ffff,
+            hwcap3: Some(0),
+            minsigstksz: 0x2700,
+            platform: String::from("aarch64"),
+            clock_ticks: 100,
+            rseq: Some((28, 32)),
+            vdso: Some(Vdso {
+                data: vec![VdsoPart { name: String::from("[vvar]"), pages: 4, prot: 4 }],
+                image: Arc::from(vec![0u8; 4096]),
+            }),
+            vsyscall: false,
+            stack_rlimit: Some(8 << 20),
+            mmap_min_addr: 4096,
+            stack_guard_gap: 256 * page,
+            legacy_va_layout: false,
+            randomize_va_space: 2,
+            mmap_rnd_bits: 18,
+            personality: 0,
+            credentials: Credentials::root(),
+            cap_sys_rawio: true,
+        }
+    }
+
+    /// A preset by name: `"x86_64"`/`"linux-6.18-x86_64"` or `"aarch64"`/`"linux-6.18-aarch64"`.
+    pub fn preset(name: &str) -> Option<Self> {
+        match name {
+            "x86_64" | "linux-6.18-x86_64" => Some(Self::linux_6_18_x86_64()),
+            "aarch64" | "arm64" | "linux-6.18-aarch64" => Some(Self::linux_6_18_aarch64()),
+            _ => None,
+        }
+    }
+
+    /// Whether the exec randomizes (`PF_RANDOMIZE`), before set-id adjustments.
+    pub fn randomizes(&self) -> bool {
+        self.personality & ADDR_NO_RANDOMIZE == 0 && self.randomize_va_space != 0
+    }
+
+    /// `MAX_ARG_STRLEN`: 32 pages.
+    pub fn max_arg_strlen(&self) -> u64 {
+        32 * self.page_size
+    }
+}

@@ -1,0 +1,243 @@
+//! The initial stack: the string area `copy_strings()` builds (`fs/exec.c`) and the tables
+//! `create_elf_tables()` writes below it (`fs/binfmt_elf.c`).
+
+use alloc::collections::VecDeque;
+use alloc::vec::Vec;
+
+use crate::error::{Error, Result};
+
+/// `_STK_LIM`.
+pub const STK_LIM: u64 = 8 << 20;
+/// `ARG_MAX` (the kernel constant: the minimum argument space always allowed).
+pub const ARG_MAX: u64 = 131_072;
+/// `MAX_ARG_STRINGS`.
+pub const MAX_ARG_STRINGS: u64 = 0x7fff_ffff;
+
+/// The exec's argument strings as the kernel holds them at the stack top: `argv... envp...
+/// execfn`, contiguous, with the running E2BIG budget of `bprm_stack_limits()`.
+#[derive(Clone, Debug)]
+pub struct ArgStrings {
+    /// The argument strings (without NULs), argv\[0\] first.
+    pub argv: VecDeque<Vec<u8>>,
+    /// The environment strings.
+    pub envp: Vec<Vec<u8>>,
+    /// The exec filename (`bprm->filename`), at the very top.
+    pub execfn: Vec<u8>,
+    used: u64,
+    max_used: u64,
+    budget: u64,
+    max_strlen: u64,
+}
+
+impl ArgStrings {
+    /// `do_execveat_common()` from `bprm_stack_limits()` to the NULL-argv fix-up: count,
+    /// compute the limit, push execfn, envp and argv.
+    ///
+    /// # Errors
+    /// E2BIG for too many strings, a string over `MAX_ARG_STRLEN`, or a total over the limit.
+    pub fn new(
+        argv: Option<&[Vec<u8>]>,
+        envp: &[Vec<u8>],
+        execfn: &[u8],
+        stack_rlimit: Option<u64>,
+        max_strlen: u64,
+    ) -> Result<Self> {
+        let argc = argv.map_or(0, <[_]>::len) as u64;
+        let envc = envp.len() as u64;
+        if argc > MAX_ARG_STRINGS || envc > MAX_ARG_STRINGS {
+            return Err(Error::ArgsTooBig { limit: MAX_ARG_STRINGS });
+        }
+        let rlim = stack_rlimit.unwrap_or(u64::MAX);
+        let limit = (STK_LIM / 4 * 3).min(rlim / 4).max(ARG_MAX);
+        let ptr_size = argc.max(1).saturating_add(envc).saturating_mul(8);
+        if limit <= ptr_size {
+            return Err(Error::ArgsTooBig { limit });
+        }
+        let mut s = ArgStrings {
+            argv: VecDeque::new(),
+            envp: Vec::new(),
+            execfn: Vec::new(),
+            used: 0,
+            max_used: 0,
+            budget: limit - ptr_size,
+            max_strlen,
+        };
+        s.charge(execfn)?;
+        s.execfn = execfn.to_vec();
+        for e in envp.iter().rev() {
+            s.charge(e)?;
+        }
+        s.envp = envp.to_vec();
+        for a in argv.unwrap_or(&[]).iter().rev() {
+            s.charge(a)?;
+        }
+        s.argv = argv.unwrap_or(&[]).iter().cloned().collect();
+        if s.argv.is_empty() {
+            s.push_front(b"")?;
+        }
+        Ok(s)
+    }
+
+    fn limit_error(&self) -> Error {
+        Error::ArgsTooBig { limit: self.budget }
+    }
+
+    /// Accounts one pushed string (`copy_strings`/`copy_string_kernel`).
+    fn charge(&mut self, s: &[u8]) -> Result<()> {
+        let len = s.len() as u64 + 1;
+        if len > self.max_strlen {
+            return Err(Error::ArgTooLong { limit: self.max_strlen });
+        }
+        let used = self.used.checked_add(len).ok_or_else(|| self.limit_error())?;
+        if used > self.budget {
+            return Err(self.limit_error());
+        }
+        self.used = used;
+        self.max_used = self.max_used.max(used);
+        Ok(())
+    }
+
+    /// `copy_string_kernel()` of a new argv\[0\] (the `#!`/binfmt_misc rewrites).
+    ///
+    /// # Errors
+    /// E2BIG as [`ArgStrings::new`].
+    pub fn push_front(&mut self, s: &[u8]) -> Result<()> {
+        self.charge(s)?;
+        self.argv.push_front(s.to_vec());
+        Ok(())
+    }
+
+    /// `remove_arg_zero()`.
+    pub fn remove_arg_zero(&mut self) {
+        if let Some(a) = self.argv.pop_front() {
+            self.used = self.used.saturating_sub(a.len() as u64 + 1);
+        }
+    }
+
+    /// Total bytes of the string area now (all strings with their NULs).
+    pub fn used(&self) -> u64 {
+        self.used
+    }
+
+    /// The most the string area ever held (its lowest byte sets the stack VMA size).
+    pub fn max_used(&self) -> u64 {
+        self.max_used
+    }
+
+    /// The string area's bytes, lowest address first: argv, envp, execfn, NUL-terminated.
+    pub fn bytes(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.used as usize);
+        for s in self.argv.iter().chain(self.envp.iter()).chain(core::iter::once(&self.execfn)) {
+            out.extend_from_slice(s);
+            out.push(0);
+        }
+        out
+    }
+}
+
+/// The finished stack: bytes from the stack pointer up to the stack top.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StackImage {
+    /// The initial stack pointer (`mm->start_stack`).
+    pub sp: u64,
+    /// The end of the `[stack]` VMA.
+    pub top: u64,
+    /// `[sp, top)`.
+    pub bytes: Vec<u8>,
+    /// Address of the platform string.
+    pub platform_addr: u64,
+    /// Address of the 16 random bytes.
+    pub random_addr: u64,
+    /// `mm->arg_start`.
+    pub arg_start: u64,
+    /// `mm->arg_end` (= `env_start`).
+    pub arg_end: u64,
+    /// `mm->env_end` (= address of execfn).
+    pub env_end: u64,
+}
+
+/// Inputs of `create_elf_tables()` once the layout is known.
+pub struct Tables<'a> {
+    /// The string area.
+    pub strings: &'a ArgStrings,
+    /// Address of the first string byte (`bprm->p` after the shift).
+    pub arg_start: u64,
+    /// The stack top (end of the stack VMA).
+    pub top: u64,
+    /// Random amount `arch_align_stack` subtracts (0 without randomization).
+    pub align_sub: u64,
+    /// The platform string (without NUL), if any.
+    pub platform: &'a [u8],
+    /// The 16 AT_RANDOM bytes.
+    pub random: [u8; 16],
+}
+
+impl Tables<'_> {
+    /// Where the auxv block must end (its `AT_RANDOM`/`AT_PLATFORM` values), computed before
+    /// the auxv is built: returns (platform address, random address).
+    pub fn string_addrs(&self) -> (u64, u64) {
+        let p = self.arg_start.wrapping_sub(self.align_sub) & !0xf;
+        let platform = if self.platform.is_empty() {
+            p
+        } else {
+            p - (self.platform.len() as u64 + 1)
+        };
+        (platform, platform - 16)
+    }
+
+    /// Lays the stack out: argc, argv pointers, NULL, envp pointers, NULL, auxv (with the
+    /// caller's `auxv` already holding AT_NULL at the end), rounded down to 16 bytes.
+    pub fn build(&self, auxv: &[(u64, u64)]) -> StackImage {
+        let (platform_addr, random_addr) = self.string_addrs();
+        let argc = self.strings.argv.len() as u64;
+        let envc = self.strings.envp.len() as u64;
+        let sp_auxv = random_addr - 16 * auxv.len() as u64;
+        let items = (argc + 1) + (envc + 1) + 1;
+        let sp = (sp_auxv - items * 8) & !0xf;
+        let len = (self.top - sp) as usize;
+        let mut bytes = alloc::vec![0u8; len];
+        let mut put = |addr: u64, data: &[u8]| {
+            let off = (addr - sp) as usize;
+            if let Some(dst) = bytes.get_mut(off..off + data.len()) {
+                dst.copy_from_slice(data);
+            }
+        };
+        put(self.arg_start, &self.strings.bytes());
+        if !self.platform.is_empty() {
+            put(platform_addr, self.platform);
+        }
+        put(random_addr, &self.random);
+        let mut at = sp;
+        let mut word = |v: u64| {
+            put(at, &v.to_le_bytes());
+            at += 8;
+        };
+        word(argc);
+        let mut p = self.arg_start;
+        for a in &self.strings.argv {
+            word(p);
+            p += a.len() as u64 + 1;
+        }
+        word(0);
+        let arg_end = p;
+        for e in &self.strings.envp {
+            word(p);
+            p += e.len() as u64 + 1;
+        }
+        word(0);
+        for &(k, v) in auxv {
+            word(k);
+            word(v);
+        }
+        StackImage {
+            sp,
+            top: self.top,
+            bytes,
+            platform_addr,
+            random_addr,
+            arg_start: self.arg_start,
+            arg_end,
+            env_end: p,
+        }
+    }
+}
