@@ -439,7 +439,7 @@ pub fn plan<F: FileSystem + ?Sized>(
     let execfd = have_execfd.then_some(req.execfd);
     let _ = executable;
 
-    let b = Builder {
+    let b: Builder<'_, F> = Builder {
         profile,
         page: profile.page_size,
         rng,
