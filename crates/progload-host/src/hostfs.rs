@@ -45,7 +45,8 @@ fn thp_filesystem(f_type: i64) -> bool {
     const EXT4: i64 = 0xef53;
     const XFS: i64 = 0x5846_5342;
     const BTRFS: i64 = 0x9123_683e;
-    matches!(f_type, EXT4 | XFS | BTRFS) && Path::new("/sys/kernel/mm/transparent_hugepage").exists()
+    matches!(f_type, EXT4 | XFS | BTRFS)
+        && Path::new("/sys/kernel/mm/transparent_hugepage").exists()
 }
 
 impl HostFs {
@@ -59,16 +60,28 @@ impl HostFs {
             OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )?;
-        Ok(HostFs { root: Arc::new(HostNode { fd, reader: OnceLock::new() }) })
+        Ok(HostFs {
+            root: Arc::new(HostNode {
+                fd,
+                reader: OnceLock::new(),
+            }),
+        })
     }
 
     fn reader<'a>(&self, node: &'a HostNode) -> Result<&'a OwnedFd, Errno> {
         node.reader
             .get_or_init(|| {
                 // Re-open the O_PATH descriptor for reading through /proc/self/fd.
-                let path = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&node.fd));
-                rustix::fs::open(path.as_str(), OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK, rustix::fs::Mode::empty())
-                    .map_err(errno)
+                let path = format!(
+                    "/proc/self/fd/{}",
+                    std::os::fd::AsRawFd::as_raw_fd(&node.fd)
+                );
+                rustix::fs::open(
+                    path.as_str(),
+                    OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,
+                    rustix::fs::Mode::empty(),
+                )
+                .map_err(errno)
             })
             .as_ref()
             .map_err(|e| *e)
@@ -91,7 +104,10 @@ impl FileSystem for HostFs {
             rustix::fs::Mode::empty(),
         )
         .map_err(errno)?;
-        Ok(Arc::new(HostNode { fd, reader: OnceLock::new() }))
+        Ok(Arc::new(HostNode {
+            fd,
+            reader: OnceLock::new(),
+        }))
     }
 
     fn metadata(&self, node: &HostHandle) -> Result<Metadata, Errno> {
@@ -106,7 +122,10 @@ impl FileSystem for HostFs {
             FileType::Socket => FileKind::Socket,
             FileType::Unknown => FileKind::Regular,
         };
-        let (noexec, nosuid, thp) = match (rustix::fs::fstatvfs(&node.fd), rustix::fs::fstatfs(&node.fd)) {
+        let (noexec, nosuid, thp) = match (
+            rustix::fs::fstatvfs(&node.fd),
+            rustix::fs::fstatfs(&node.fd),
+        ) {
             (Ok(vfs), Ok(fs)) => (
                 vfs.f_flag.contains(StatVfsMountFlags::NOEXEC),
                 vfs.f_flag.contains(StatVfsMountFlags::NOSUID),

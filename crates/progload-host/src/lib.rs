@@ -3,6 +3,7 @@
 //! All `unsafe` code of the project lives in this crate.
 #![deny(missing_docs)]
 
+pub mod check;
 pub mod hostfs;
 pub mod probe;
 pub mod profile;

@@ -35,12 +35,19 @@ pub fn self_auxv() -> Vec<(u64, u64)> {
 }
 
 fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
-    status.lines().find_map(|l| l.strip_prefix(key)).map(str::trim)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(key))
+        .map(str::trim)
 }
 
 fn status_ids(status: &str, key: &str) -> Vec<u32> {
     status_field(status, key)
-        .map(|s| s.split_whitespace().filter_map(|x| x.parse().ok()).collect())
+        .map(|s| {
+            s.split_whitespace()
+                .filter_map(|x| x.parse().ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -89,10 +96,18 @@ pub fn host_profile() -> std::io::Result<Profile> {
         let mut cols = line.split_whitespace();
         let range = cols.next().unwrap_or("");
         let name = cols.nth(4).unwrap_or("");
-        let Some((a, b)) = range.split_once('-') else { continue };
-        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else { continue };
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
+            continue;
+        };
         match name {
-            "[vvar]" | "[vvar_vclock]" => data.push(VdsoPart { name: name.to_string(), pages: (b - a) / p.page_size, prot: 4 }),
+            "[vvar]" | "[vvar_vclock]" => data.push(VdsoPart {
+                name: name.to_string(),
+                pages: (b - a) / p.page_size,
+                prot: 4,
+            }),
             "[vdso]" => vdso = Some((a, b)),
             "[vsyscall]" => p.vsyscall = true,
             _ => {}
@@ -101,7 +116,10 @@ pub fn host_profile() -> std::io::Result<Profile> {
     p.vdso = match (vdso, get(AT_SYSINFO_EHDR)) {
         (Some((a, b)), Some(_)) => {
             let image = read_self_mem(a, (b - a) as usize)?;
-            Some(Vdso { data, image: Arc::from(image) })
+            Some(Vdso {
+                data,
+                image: Arc::from(image),
+            })
         }
         _ => None,
     };
@@ -137,7 +155,9 @@ pub fn host_profile() -> std::io::Result<Profile> {
         groups: status_ids(&status, "Groups:"),
         no_new_privs: status_field(&status, "NoNewPrivs:") == Some("1"),
     };
-    let cap_eff = status_field(&status, "CapEff:").and_then(|s| u64::from_str_radix(s, 16).ok()).unwrap_or(0);
+    let cap_eff = status_field(&status, "CapEff:")
+        .and_then(|s| u64::from_str_radix(s, 16).ok())
+        .unwrap_or(0);
     p.cap_sys_rawio = cap_eff & (1 << 17) != 0;
     Ok(p)
 }

@@ -26,7 +26,14 @@ pub trait AddressSpace {
     ///
     /// # Errors
     /// The backend's.
-    fn map_file(&mut self, addr: u64, len: u64, prot: u8, file: &Self::File, offset: u64) -> Result<(), Self::Error>;
+    fn map_file(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u8,
+        file: &Self::File,
+        offset: u64,
+    ) -> Result<(), Self::Error>;
     /// Maps `len` bytes of anonymous zero memory at `addr`; `name` is the special mapping's
     /// name (`[stack]`, `[vdso]`, ...) or empty.
     ///
@@ -50,7 +57,10 @@ pub trait AddressSpace {
 ///
 /// # Errors
 /// The backend's error, unchanged.
-pub fn apply<N: Clone, A: AddressSpace<File = N>>(plan: &Plan<N>, space: &mut A) -> Result<(), A::Error> {
+pub fn apply<N: Clone, A: AddressSpace<File = N>>(
+    plan: &Plan<N>,
+    space: &mut A,
+) -> Result<(), A::Error> {
     space.reset()?;
     for v in &plan.vmas {
         let len = v.end - v.start;
@@ -146,10 +156,27 @@ pub fn maps_lines<'a>(
                 Backing::Special(n) => (0, (0, 0), 0, n.clone()),
                 Backing::Anon => {
                     let heap = v.start < brk && v.end > start_brk;
-                    (0, (0, 0), 0, if heap { String::from("[heap]") } else { String::new() })
+                    (
+                        0,
+                        (0, 0),
+                        0,
+                        if heap {
+                            String::from("[heap]")
+                        } else {
+                            String::new()
+                        },
+                    )
                 }
             };
-            MapsLine { start: v.start, end: v.end, perms: v.perms(), offset, dev, inode, path }
+            MapsLine {
+                start: v.start,
+                end: v.end,
+                perms: v.perms(),
+                offset,
+                dev,
+                inode,
+                path,
+            }
         })
         .collect();
     if vsyscall {
@@ -202,7 +229,12 @@ pub enum SimError {
 impl<N: Clone + PartialEq> SimAddressSpace<N> {
     /// An empty address space.
     pub fn new() -> Self {
-        SimAddressSpace { vmas: Vmas::new(0), files: Vec::new(), written: BTreeMap::new(), zeroed: Vec::new() }
+        SimAddressSpace {
+            vmas: Vmas::new(0),
+            files: Vec::new(),
+            written: BTreeMap::new(),
+            zeroed: Vec::new(),
+        }
     }
 
     /// The VMAs.
@@ -251,7 +283,14 @@ impl<N: Clone + PartialEq> AddressSpace for SimAddressSpace<N> {
         Ok(())
     }
 
-    fn map_file(&mut self, addr: u64, len: u64, prot: u8, file: &N, offset: u64) -> Result<(), SimError> {
+    fn map_file(
+        &mut self,
+        addr: u64,
+        len: u64,
+        prot: u8,
+        file: &N,
+        offset: u64,
+    ) -> Result<(), SimError> {
         if addr % 4096 != 0 || len % 4096 != 0 {
             return Err(SimError::Unaligned(addr));
         }
@@ -262,7 +301,12 @@ impl<N: Clone + PartialEq> AddressSpace for SimAddressSpace<N> {
                 self.files.len() - 1
             }
         };
-        self.vmas.map_fixed(Vma { start: addr, end: addr + len, prot, backing: Backing::File { file: idx, offset } });
+        self.vmas.map_fixed(Vma {
+            start: addr,
+            end: addr + len,
+            prot,
+            backing: Backing::File { file: idx, offset },
+        });
         Ok(())
     }
 
@@ -275,7 +319,12 @@ impl<N: Clone + PartialEq> AddressSpace for SimAddressSpace<N> {
             "[stack]" => Backing::Stack,
             n => Backing::Special(String::from(n)),
         };
-        self.vmas.map_fixed(Vma { start: addr, end: addr + len, prot, backing });
+        self.vmas.map_fixed(Vma {
+            start: addr,
+            end: addr + len,
+            prot,
+            backing,
+        });
         Ok(())
     }
 

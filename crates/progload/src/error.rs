@@ -95,12 +95,16 @@ impl fmt::Display for PathProblem {
         match self {
             PathProblem::Empty => write!(f, "the path is empty"),
             PathProblem::TooLong => write!(f, "the path is 4096 bytes or longer"),
-            PathProblem::ComponentTooLong(c) => write!(f, "component \"{c}\" is longer than 255 bytes"),
+            PathProblem::ComponentTooLong(c) => {
+                write!(f, "component \"{c}\" is longer than 255 bytes")
+            }
             PathProblem::NotFound(c) => write!(f, "\"{c}\" does not exist"),
             PathProblem::NotDirectory(c) => write!(f, "\"{c}\" is not a directory"),
             PathProblem::SearchDenied(c) => write!(f, "no search permission on directory \"{c}\""),
             PathProblem::TooManyLinks => write!(f, "more than 40 symbolic links on the way"),
-            PathProblem::FinalSymlink => write!(f, "the file is a symbolic link and links are not followed"),
+            PathProblem::FinalSymlink => {
+                write!(f, "the file is a symbolic link and links are not followed")
+            }
             PathProblem::IsDirectory => write!(f, "the file is a directory"),
             PathProblem::NotRegular => write!(f, "the file is not a regular file"),
             PathProblem::NoExecPermission => write!(f, "no execute permission"),

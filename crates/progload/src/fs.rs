@@ -142,7 +142,14 @@ impl Default for MemFs {
 impl MemFs {
     /// An empty filesystem with a root directory (mode 0755, owned by root).
     pub fn new() -> Self {
-        MemFs { nodes: alloc::vec![Self::node(FileKind::Directory, 0o755, 0, Content::Dir(BTreeMap::new()))] }
+        MemFs {
+            nodes: alloc::vec![Self::node(
+                FileKind::Directory,
+                0o755,
+                0,
+                Content::Dir(BTreeMap::new())
+            )],
+        }
     }
 
     fn node(kind: FileKind, mode: u32, size: u64, content: Content) -> MemNode {
@@ -166,7 +173,10 @@ impl MemFs {
 
     fn add(&mut self, path: &[u8], mut node: MemNode) -> usize {
         let mut dir = 0usize;
-        let mut comps: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+        let mut comps: Vec<&[u8]> = path
+            .split(|&b| b == b'/')
+            .filter(|c| !c.is_empty())
+            .collect();
         let last = comps.pop().unwrap_or(b"");
         for c in comps {
             dir = self.ensure_dir(dir, c);
@@ -174,14 +184,22 @@ impl MemFs {
         let idx = self.nodes.len();
         node.meta.inode = idx as u64 + 1;
         self.nodes.push(node);
-        if let Some(MemNode { content: Content::Dir(map), .. }) = self.nodes.get_mut(dir) {
+        if let Some(MemNode {
+            content: Content::Dir(map),
+            ..
+        }) = self.nodes.get_mut(dir)
+        {
             map.insert(last.to_vec(), idx);
         }
         idx
     }
 
     fn ensure_dir(&mut self, dir: usize, name: &[u8]) -> usize {
-        if let Some(MemNode { content: Content::Dir(map), .. }) = self.nodes.get(dir) {
+        if let Some(MemNode {
+            content: Content::Dir(map),
+            ..
+        }) = self.nodes.get(dir)
+        {
             if let Some(&i) = map.get(name) {
                 return i;
             }
@@ -190,29 +208,51 @@ impl MemFs {
         let mut n = Self::node(FileKind::Directory, 0o755, 0, Content::Dir(BTreeMap::new()));
         n.meta.inode = idx as u64 + 1;
         self.nodes.push(n);
-        if let Some(MemNode { content: Content::Dir(map), .. }) = self.nodes.get_mut(dir) {
+        if let Some(MemNode {
+            content: Content::Dir(map),
+            ..
+        }) = self.nodes.get_mut(dir)
+        {
             map.insert(name.to_vec(), idx);
         }
         idx
     }
 
     /// Adds a regular file with `mode` (creating parent directories), replacing any entry.
-    pub fn add_file(&mut self, path: &[u8], mode: u32, data: impl Into<Arc<[u8]>>) -> &mut Metadata {
+    pub fn add_file(
+        &mut self,
+        path: &[u8],
+        mode: u32,
+        data: impl Into<Arc<[u8]>>,
+    ) -> &mut Metadata {
         let data = data.into();
-        let n = Self::node(FileKind::Regular, mode, data.len() as u64, Content::Bytes(data));
+        let n = Self::node(
+            FileKind::Regular,
+            mode,
+            data.len() as u64,
+            Content::Bytes(data),
+        );
         let i = self.add(path, n);
         &mut self.nodes[i].meta
     }
 
     /// Adds a directory with `mode`.
     pub fn add_dir(&mut self, path: &[u8], mode: u32) -> &mut Metadata {
-        let i = self.add(path, Self::node(FileKind::Directory, mode, 0, Content::Dir(BTreeMap::new())));
+        let i = self.add(
+            path,
+            Self::node(FileKind::Directory, mode, 0, Content::Dir(BTreeMap::new())),
+        );
         &mut self.nodes[i].meta
     }
 
     /// Adds a symbolic link to `target`.
     pub fn add_symlink(&mut self, path: &[u8], target: &[u8]) -> &mut Metadata {
-        let n = Self::node(FileKind::Symlink, 0o777, target.len() as u64, Content::Link(target.to_vec()));
+        let n = Self::node(
+            FileKind::Symlink,
+            0o777,
+            target.len() as u64,
+            Content::Link(target.to_vec()),
+        );
         let i = self.add(path, n);
         &mut self.nodes[i].meta
     }
@@ -240,7 +280,10 @@ impl FileSystem for MemFs {
     }
 
     fn metadata(&self, node: &usize) -> Result<Metadata, Errno> {
-        self.nodes.get(*node).map(|n| n.meta.clone()).ok_or(Errno::EBADF)
+        self.nodes
+            .get(*node)
+            .map(|n| n.meta.clone())
+            .ok_or(Errno::EBADF)
     }
 
     fn readlink(&self, node: &usize) -> Result<Vec<u8>, Errno> {
@@ -253,10 +296,16 @@ impl FileSystem for MemFs {
     fn read_at(&self, node: &usize, offset: u64, buf: &mut [u8]) -> Result<usize, Errno> {
         match self.nodes.get(*node).map(|n| &n.content) {
             Some(Content::Bytes(data)) => {
-                let Ok(off) = usize::try_from(offset) else { return Ok(0) };
-                let Some(src) = data.get(off..) else { return Ok(0) };
+                let Ok(off) = usize::try_from(offset) else {
+                    return Ok(0);
+                };
+                let Some(src) = data.get(off..) else {
+                    return Ok(0);
+                };
                 let n = src.len().min(buf.len());
-                buf.get_mut(..n).ok_or(Errno::EIO)?.copy_from_slice(src.get(..n).ok_or(Errno::EIO)?);
+                buf.get_mut(..n)
+                    .ok_or(Errno::EIO)?
+                    .copy_from_slice(src.get(..n).ok_or(Errno::EIO)?);
                 Ok(n)
             }
             Some(Content::Dir(_)) => Err(Errno::EISDIR),

@@ -50,7 +50,11 @@ impl Vma {
     pub fn perms(&self) -> String {
         let mut s = String::with_capacity(4);
         s.push(if self.prot & PROT_READ != 0 { 'r' } else { '-' });
-        s.push(if self.prot & PROT_WRITE != 0 { 'w' } else { '-' });
+        s.push(if self.prot & PROT_WRITE != 0 {
+            'w'
+        } else {
+            '-'
+        });
         s.push(if self.prot & PROT_EXEC != 0 { 'x' } else { '-' });
         s.push('p');
         s
@@ -62,9 +66,16 @@ impl Vma {
         }
         match (&self.backing, &next.backing) {
             (Backing::Anon, Backing::Anon) => true,
-            (Backing::File { file: a, offset: oa }, Backing::File { file: b, offset: ob }) => {
-                a == b && oa.checked_add(self.end - self.start) == Some(*ob)
-            }
+            (
+                Backing::File {
+                    file: a,
+                    offset: oa,
+                },
+                Backing::File {
+                    file: b,
+                    offset: ob,
+                },
+            ) => a == b && oa.checked_add(self.end - self.start) == Some(*ob),
             _ => false,
         }
     }
@@ -94,7 +105,10 @@ pub struct Search {
 impl Vmas {
     /// An empty address space.
     pub fn new(guard_gap: u64) -> Self {
-        Vmas { list: Vec::new(), guard_gap }
+        Vmas {
+            list: Vec::new(),
+            guard_gap,
+        }
     }
 
     /// The VMAs in address order.
@@ -129,7 +143,10 @@ impl Vmas {
                 continue;
             }
             if v.start < start {
-                out.push(Vma { end: start, ..v.clone() });
+                out.push(Vma {
+                    end: start,
+                    ..v.clone()
+                });
             }
             if v.end > end {
                 let mut tail = v.clone();
@@ -182,8 +199,12 @@ impl Vmas {
 
     /// Whether `[addr, addr + len)` is free, counting the guard gap below a stack.
     pub fn is_free(&self, addr: u64, len: u64) -> bool {
-        let Some(end) = addr.checked_add(len) else { return false };
-        self.list.iter().all(|v| v.end <= addr || self.start_gap(v) >= end)
+        let Some(end) = addr.checked_add(len) else {
+            return false;
+        };
+        self.list
+            .iter()
+            .all(|v| v.end <= addr || self.start_gap(v) >= end)
     }
 
     /// `vm_unmapped_area`: a free, page-aligned range of `len` bytes within the search bounds.
@@ -216,7 +237,13 @@ impl Vmas {
 
     /// `get_unmapped_area` for a non-fixed mapping: a valid free hint is taken as is, then a
     /// top-down search with a bottom-up fallback (or bottom-up when the layout is legacy).
-    pub fn get_unmapped_area(&self, hint: u64, len: u64, s: &Search, legacy_base: u64) -> Option<u64> {
+    pub fn get_unmapped_area(
+        &self,
+        hint: u64,
+        len: u64,
+        s: &Search,
+        legacy_base: u64,
+    ) -> Option<u64> {
         if hint != 0 {
             let hint = hint & !0xfff;
             let valid = s.task_size.checked_sub(len).is_some_and(|max| hint <= max);
@@ -226,7 +253,12 @@ impl Vmas {
         }
         if s.top_down {
             self.find_free(len, s).or_else(|| {
-                let up = Search { low: legacy_base, high: s.task_size, top_down: false, ..*s };
+                let up = Search {
+                    low: legacy_base,
+                    high: s.task_size,
+                    top_down: false,
+                    ..*s
+                };
                 self.find_free(len, &up)
             })
         } else {
@@ -246,12 +278,16 @@ impl Vmas {
         legacy_base: u64,
     ) -> Option<u64> {
         let plain = || self.get_unmapped_area(hint, len, s, legacy_base);
-        let Some(off_end) = off.checked_add(len) else { return plain() };
+        let Some(off_end) = off.checked_add(len) else {
+            return plain();
+        };
         let off_align = off.next_multiple_of(HUGE_SIZE);
         if off_end <= off_align || off_end - off_align < HUGE_SIZE {
             return plain();
         }
-        let Some(len_pad) = len.checked_add(HUGE_SIZE) else { return plain() };
+        let Some(len_pad) = len.checked_add(HUGE_SIZE) else {
+            return plain();
+        };
         if off.checked_add(len_pad).is_none() {
             return plain();
         }

@@ -9,14 +9,19 @@ use rand_core::RngCore;
 
 use crate::arch::Arch;
 use crate::auxv::*;
-use crate::binfmt::elf::{self, Header, Phdr, PhdrsError, PF_X, PT_GNU_PROPERTY, PT_GNU_STACK, PT_INTERP, PT_LOAD};
+use crate::binfmt::elf::{
+    self, Header, Phdr, PhdrsError, PF_X, PT_GNU_PROPERTY, PT_GNU_STACK, PT_INTERP, PT_LOAD,
+};
 use crate::binfmt::misc::{self, Rule};
 use crate::binfmt::{script, BUF_SIZE};
 use crate::errno::Errno;
 use crate::error::{Bytes, Error, InterpProblem, PathProblem, Result};
 use crate::fs::{read_full, FileSystem, Metadata};
 use crate::layout::{Backing, Search, Vma, Vmas, PROT_EXEC, PROT_READ, PROT_WRITE};
-use crate::profile::{Profile, ADDR_COMPAT_LAYOUT, ADDR_NO_RANDOMIZE, MMAP_PAGE_ZERO, PER_CLEAR_ON_SETID, READ_IMPLIES_EXEC};
+use crate::profile::{
+    Profile, ADDR_COMPAT_LAYOUT, ADDR_NO_RANDOMIZE, MMAP_PAGE_ZERO, PER_CLEAR_ON_SETID,
+    READ_IMPLIES_EXEC,
+};
 use crate::resolve::{self, DirPath, Found};
 use crate::stack::{ArgStrings, StackImage, Tables};
 
@@ -175,8 +180,8 @@ impl Registers {
         match self.arch {
             Arch::X86_64 => {
                 let mut v: Vec<(&'static str, u64)> = [
-                    "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx",
-                    "rdx", "rsi", "rdi",
+                    "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax",
+                    "rcx", "rdx", "rsi", "rdi",
                 ]
                 .iter()
                 .map(|&n| (n, 0))
@@ -198,9 +203,9 @@ impl Registers {
             }
             Arch::Aarch64 => {
                 const X: [&str; 31] = [
-                    "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12",
-                    "x13", "x14", "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23",
-                    "x24", "x25", "x26", "x27", "x28", "x29", "x30",
+                    "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11",
+                    "x12", "x13", "x14", "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22",
+                    "x23", "x24", "x25", "x26", "x27", "x28", "x29", "x30",
                 ];
                 let mut v: Vec<(&'static str, u64)> = X.iter().map(|&n| (n, 0)).collect();
                 v.extend_from_slice(&[("sp", self.sp), ("pc", self.pc), ("pstate", 0)]);
@@ -274,13 +279,18 @@ struct Opened<N> {
 
 fn read_header<F: FileSystem + ?Sized>(fs: &F, f: &Found<F::Node>) -> Result<[u8; BUF_SIZE]> {
     let mut buf = [0u8; BUF_SIZE];
-    read_full(fs, &f.node, 0, &mut buf)
-        .map_err(|errno| Error::Read { path: Bytes(f.path.clone()), errno })?;
+    read_full(fs, &f.node, 0, &mut buf).map_err(|errno| Error::Read {
+        path: Bytes(f.path.clone()),
+        errno,
+    })?;
     Ok(buf)
 }
 
 fn path_err(path: &[u8], problem: PathProblem) -> Error {
-    Error::Path { path: Bytes(path.to_vec()), problem }
+    Error::Path {
+        path: Bytes(path.to_vec()),
+        problem,
+    }
 }
 
 /// The parsed ELF stage's output: what `load_elf_binary` knows at the point of no return.
@@ -318,14 +328,33 @@ pub fn plan<F: FileSystem + ?Sized>(
                 .map_err(|e| path_err(p, e))?;
             (f, p.clone(), None, false)
         }
-        Executable::Fd { fd, node, path, name, cloexec } => {
-            let meta = fs.metadata(node).map_err(|e| path_err(path, PathProblem::Filesystem(e)))?;
-            let f = Found { node: node.clone(), meta, path: path.clone(), name: name.clone(), parent: root.clone() };
+        Executable::Fd {
+            fd,
+            node,
+            path,
+            name,
+            cloexec,
+        } => {
+            let meta = fs
+                .metadata(node)
+                .map_err(|e| path_err(path, PathProblem::Filesystem(e)))?;
+            let f = Found {
+                node: node.clone(),
+                meta,
+                path: path.clone(),
+                name: name.clone(),
+                parent: root.clone(),
+            };
             resolve::check_exec(&f, creds).map_err(|e| path_err(path, e))?;
             let execfn = alloc::format!("/dev/fd/{fd}").into_bytes();
             (f, execfn, Some(name.clone()), *cloexec)
         }
-        Executable::At { fd, dir, path, cloexec } => {
+        Executable::At {
+            fd,
+            dir,
+            path,
+            cloexec,
+        } => {
             let f = resolve::open_exec(fs, creds, dir, path, !req.no_follow)
                 .map_err(|e| path_err(path, e))?;
             if path.first() == Some(&b'/') {
@@ -447,7 +476,12 @@ pub fn plan<F: FileSystem + ?Sized>(
         vmas: Vmas::new(profile.stack_guard_gap),
         files: Vec::new(),
         zero: Vec::new(),
-        search: Search { low: 0, high: 0, top_down: true, task_size: profile.task_size },
+        search: Search {
+            low: 0,
+            high: 0,
+            top_down: true,
+            task_size: profile.task_size,
+        },
         legacy_base: 0,
     };
     b.layout(
@@ -480,12 +514,17 @@ fn load_elf_headers<F: FileSystem + ?Sized>(
         return Err(Error::ElfType(hdr.e_type));
     }
     if hdr.e_machine != spec.e_machine {
-        return Err(Error::ElfMachine { found: hdr.e_machine, expected: spec.e_machine });
+        return Err(Error::ElfMachine {
+            found: hdr.e_machine,
+            expected: spec.e_machine,
+        });
     }
     let phdrs = elf::load_phdrs(fs, &file.node, &hdr).map_err(|e| match e {
         PhdrsError::EntSize => Error::PhentSize(hdr.e_phentsize),
         PhdrsError::Count => Error::PhNum(hdr.e_phnum),
-        PhdrsError::Short => Error::PhdrsShort { offset: hdr.e_phoff },
+        PhdrsError::Short => Error::PhdrsShort {
+            offset: hdr.e_phoff,
+        },
     })?;
     let mut property: Option<(bool, Phdr)> = None;
     let mut interp = None;
@@ -500,13 +539,17 @@ fn load_elf_headers<F: FileSystem + ?Sized>(
         if p.p_filesz > resolve::PATH_MAX as u64 || p.p_filesz < 2 {
             return Err(Error::InterpSize(p.p_filesz));
         }
-        let bytes = elf::read_exact(fs, &file.node, p.p_offset, p.p_filesz as usize).map_err(|errno| {
-            if errno == Errno::EIO {
-                Error::InterpShort { offset: p.p_offset }
-            } else {
-                Error::Read { path: Bytes(file.path.clone()), errno }
-            }
-        })?;
+        let bytes =
+            elf::read_exact(fs, &file.node, p.p_offset, p.p_filesz as usize).map_err(|errno| {
+                if errno == Errno::EIO {
+                    Error::InterpShort { offset: p.p_offset }
+                } else {
+                    Error::Read {
+                        path: Bytes(file.path.clone()),
+                        errno,
+                    }
+                }
+            })?;
         if bytes.last() != Some(&0) {
             return Err(Error::InterpNotTerminated);
         }
@@ -514,12 +557,18 @@ fn load_elf_headers<F: FileSystem + ?Sized>(
         let name = bytes.get(..end).unwrap_or(&[]).to_vec();
         let f = resolve::walk(fs, &profile.credentials, cwd, &name, true)
             .and_then(|f| resolve::check_exec(&f, &profile.credentials).map(|()| f))
-            .map_err(|problem| Error::InterpOpen { path: Bytes(name.clone()), problem })?;
+            .map_err(|problem| Error::InterpOpen {
+                path: Bytes(name.clone()),
+                problem,
+            })?;
         let ih = elf::read_exact(fs, &f.node, 0, elf::EHDR_SIZE).map_err(|errno| {
             if errno == Errno::EIO {
                 Error::InterpHeaderShort(Bytes(name.clone()))
             } else {
-                Error::Read { path: Bytes(name.clone()), errno }
+                Error::Read {
+                    path: Bytes(name.clone()),
+                    errno,
+                }
             }
         })?;
         interp = Some((name, f, ih));
@@ -534,12 +583,16 @@ fn load_elf_headers<F: FileSystem + ?Sized>(
     let interp = match interp {
         None => None,
         Some((name, f, raw)) => {
-            let bad = |problem| Error::InterpBad { path: Bytes(name.clone()), problem };
+            let bad = |problem| Error::InterpBad {
+                path: Bytes(name.clone()),
+                problem,
+            };
             let ih = Header::parse(&raw).ok_or_else(|| bad(InterpProblem::BadMagic))?;
             if ih.e_machine != spec.e_machine {
                 return Err(bad(InterpProblem::WrongMachine(ih.e_machine)));
             }
-            let iph = elf::load_phdrs(fs, &f.node, &ih).map_err(|_| bad(InterpProblem::BadProgramHeaders))?;
+            let iph = elf::load_phdrs(fs, &f.node, &ih)
+                .map_err(|_| bad(InterpProblem::BadProgramHeaders))?;
             for p in &iph {
                 if p.p_type == PT_GNU_PROPERTY {
                     property = Some((true, *p));
@@ -565,34 +618,55 @@ fn load_elf_headers<F: FileSystem + ?Sized>(
             }
         }
     }
-    Ok(ElfImage { file, hdr, phdrs, interp, exec_stack, bti })
+    Ok(ElfImage {
+        file,
+        hdr,
+        phdrs,
+        interp,
+        exec_stack,
+        bti,
+    })
 }
 
 /// `parse_elf_properties()` + arm64 `arch_parse_elf_property()`: returns whether BTI is on.
 fn parse_properties<F: FileSystem + ?Sized>(fs: &F, node: &F::Node, p: &Phdr) -> Result<bool> {
-    let bad = |why| Error::Property { why, errno: Errno::ENOEXEC };
+    let bad = |why| Error::Property {
+        why,
+        errno: Errno::ENOEXEC,
+    };
     if p.p_filesz > 1024 {
         return Err(bad("note larger than 1 KiB"));
     }
     let len = p.p_filesz as usize;
     if !elf::offset_ok(p.p_offset, len as u64) {
-        return Err(Error::Property { why: "bad offset", errno: Errno::EINVAL });
+        return Err(Error::Property {
+            why: "bad offset",
+            errno: Errno::EINVAL,
+        });
     }
     let mut buf = alloc::vec![0u8; len];
-    let n = read_full(fs, node, p.p_offset, &mut buf)
-        .map_err(|errno| Error::Property { why: "read failed", errno })?;
+    let n = read_full(fs, node, p.p_offset, &mut buf).map_err(|errno| Error::Property {
+        why: "read failed",
+        errno,
+    })?;
     if n < 16 {
-        return Err(Error::Property { why: "short note", errno: Errno::EIO });
+        return Err(Error::Property {
+            why: "short note",
+            errno: Errno::EIO,
+        });
     }
     let buf = buf.get(..n).unwrap_or(&[]);
     let word = |o: usize| -> u32 {
-        buf.get(o..o + 4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        buf.get(o..o + 4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
     };
     let (namesz, descsz, ntype) = (word(0), word(4), word(8));
     if ntype != 5 || namesz != 4 || buf.get(12..16) != Some(b"GNU\0") {
         return Err(bad("not a NT_GNU_PROPERTY_TYPE_0 note"));
     }
-    let desc_end = 16usize.checked_add(descsz as usize).ok_or_else(|| bad("descriptor overruns"))?;
+    let desc_end = 16usize
+        .checked_add(descsz as usize)
+        .ok_or_else(|| bad("descriptor overruns"))?;
     if desc_end > n {
         return Err(bad("descriptor overruns"));
     }
@@ -605,7 +679,9 @@ fn parse_properties<F: FileSystem + ?Sized>(fs: &F, node: &F::Node, p: &Phdr) ->
         }
         let (pr_type, pr_datasz) = (word(off), word(off + 4));
         off += 8;
-        let padded = (pr_datasz as usize).checked_next_multiple_of(8).ok_or_else(|| bad("property overruns"))?;
+        let padded = (pr_datasz as usize)
+            .checked_next_multiple_of(8)
+            .ok_or_else(|| bad("property overruns"))?;
         if padded > desc_end - off {
             return Err(bad("property overruns"));
         }
@@ -714,10 +790,18 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
     }
 
     fn add_file(&mut self, f: &Found<F::Node>) -> usize {
-        if let Some(i) = self.files.iter().position(|p| p.path == f.path && p.meta.inode == f.meta.inode) {
+        if let Some(i) = self
+            .files
+            .iter()
+            .position(|p| p.path == f.path && p.meta.inode == f.meta.inode)
+        {
             return i;
         }
-        self.files.push(PlanFile { node: f.node.clone(), path: f.path.clone(), meta: f.meta.clone() });
+        self.files.push(PlanFile {
+            node: f.node.clone(),
+            path: f.path.clone(),
+            meta: f.meta.clone(),
+        });
         self.files.len() - 1
     }
 
@@ -751,9 +835,11 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         } else {
             let thp = self.files.get(file).is_some_and(|f| f.meta.thp_aligned);
             let found = if thp {
-                self.vmas.get_unmapped_area_thp(addr, len, off, &self.search, self.legacy_base)
+                self.vmas
+                    .get_unmapped_area_thp(addr, len, off, &self.search, self.legacy_base)
             } else {
-                self.vmas.get_unmapped_area(addr, len, &self.search, self.legacy_base)
+                self.vmas
+                    .get_unmapped_area(addr, len, &self.search, self.legacy_base)
             };
             found.ok_or(Errno::ENOMEM)?
         };
@@ -766,7 +852,12 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         if noreplace && self.vmas.overlaps(addr, addr + len) {
             return Err(Errno::EEXIST);
         }
-        self.vmas.map_fixed(Vma { start: addr, end: addr + len, prot, backing: Backing::File { file, offset: off } });
+        self.vmas.map_fixed(Vma {
+            start: addr,
+            end: addr + len,
+            prot,
+            backing: Backing::File { file, offset: off },
+        });
         Ok(addr)
     }
 
@@ -784,7 +875,12 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             return Err(Errno::EPERM);
         }
         let prot = PROT_READ | PROT_WRITE | if exec { PROT_EXEC } else { 0 };
-        self.vmas.map_fixed(Vma { start, end, prot, backing: Backing::Anon });
+        self.vmas.map_fixed(Vma {
+            start,
+            end,
+            prot,
+            backing: Backing::Anon,
+        });
         Ok(())
     }
 
@@ -812,7 +908,10 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         if total_size != 0 {
             let total = elf::page_align(total_size, page);
             let map_addr = self.mmap_file(file, addr, total, prot, off, fixed, noreplace)?;
-            self.vmas.unmap(map_addr.saturating_add(size), map_addr.saturating_add(total));
+            self.vmas.unmap(
+                map_addr.saturating_add(size),
+                map_addr.saturating_add(total),
+            );
             Ok(map_addr)
         } else {
             self.mmap_file(file, addr, size, prot, off, fixed, noreplace)
@@ -861,7 +960,12 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         Ok(map_addr)
     }
 
-    fn layout(mut self, img: ElfImage<F::Node>, strings: ArgStrings, inp: LayoutInputs<'_>) -> Result<Plan<F::Node>> {
+    fn layout(
+        mut self,
+        img: ElfImage<F::Node>,
+        strings: ArgStrings,
+        inp: LayoutInputs<'_>,
+    ) -> Result<Plan<F::Node>> {
         let profile = self.profile;
         let page = self.page;
         let spec = profile.arch.spec();
@@ -916,7 +1020,9 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         let used = strings.used();
         let p_min = top_max - 8 - strings.max_used();
         let vm_start0 = elf::page_start(p_min, page).min(top_max - page);
-        if stack_top < profile.mmap_min_addr || top_max - vm_start0 >= stack_top - profile.mmap_min_addr {
+        if stack_top < profile.mmap_min_addr
+            || top_max - vm_start0 >= stack_top - profile.mmap_min_addr
+        {
             return Err(Error::Stack);
         }
         let shift = top_max - stack_top;
@@ -934,9 +1040,16 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         if stack_base < vm_start {
             vm_start = stack_base;
         }
-        let exec_stack = img.exec_stack.unwrap_or(inp.personality & READ_IMPLIES_EXEC != 0);
+        let exec_stack = img
+            .exec_stack
+            .unwrap_or(inp.personality & READ_IMPLIES_EXEC != 0);
         let stack_prot = PROT_READ | PROT_WRITE | if exec_stack { PROT_EXEC } else { 0 };
-        self.vmas.map_fixed(Vma { start: vm_start, end: vm_end, prot: stack_prot, backing: Backing::Stack });
+        self.vmas.map_fixed(Vma {
+            start: vm_start,
+            end: vm_end,
+            prot: stack_prot,
+            backing: Backing::Stack,
+        });
 
         // The main binary's PT_LOADs.
         let file_idx = self.add_file(&img.file);
@@ -973,7 +1086,9 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
                     total_size = elf::total_mapping_size(&img.phdrs, page);
                     let size = elf::page_align(total_size, page);
                     let off = p.p_offset.wrapping_sub(elf::page_offset(vaddr, page));
-                    let probe = self.probe(file_idx, size, off).ok_or(Error::NoSpace { len: size })?;
+                    let probe = self
+                        .probe(file_idx, size, off)
+                        .ok_or(Error::NoSpace { len: size })?;
                     load_bias = probe & !(alignment - 1);
                     noreplace = true;
                 } else {
@@ -995,10 +1110,14 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             if first {
                 first = false;
                 if img.hdr.is_dyn() {
-                    load_bias = load_bias.wrapping_add(got.wrapping_sub(elf::page_start(load_bias.wrapping_add(vaddr), page)));
+                    load_bias = load_bias.wrapping_add(
+                        got.wrapping_sub(elf::page_start(load_bias.wrapping_add(vaddr), page)),
+                    );
                 }
             }
-            if p.p_offset <= img.hdr.e_phoff && img.hdr.e_phoff < p.p_offset.wrapping_add(p.p_filesz) {
+            if p.p_offset <= img.hdr.e_phoff
+                && img.hdr.e_phoff < p.p_offset.wrapping_add(p.p_filesz)
+            {
                 phdr_addr = img.hdr.e_phoff.wrapping_sub(p.p_offset).wrapping_add(vaddr);
             }
             let k = vaddr;
@@ -1060,7 +1179,12 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             let mut at = base;
             for d in &v.data {
                 let end = at + d.pages * page;
-                self.vmas.map_fixed(Vma { start: at, end, prot: d.prot, backing: Backing::Special(d.name.clone()) });
+                self.vmas.map_fixed(Vma {
+                    start: at,
+                    end,
+                    prot: d.prot,
+                    backing: Backing::Special(d.name.clone()),
+                });
                 at = end;
             }
             let end = at + v.text_pages(page) * page;
@@ -1089,7 +1213,12 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
 
         // MMAP_PAGE_ZERO.
         if inp.personality & MMAP_PAGE_ZERO != 0 {
-            self.vmas.map_fixed(Vma { start: 0, end: page, prot: PROT_READ | PROT_EXEC, backing: Backing::Anon });
+            self.vmas.map_fixed(Vma {
+                start: 0,
+                end: page,
+                prot: PROT_READ | PROT_EXEC,
+                backing: Backing::Anon,
+            });
         }
 
         // create_elf_tables().
@@ -1133,7 +1262,14 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         auxv.push((AT_PHENT, elf::PHDR_SIZE as u64));
         auxv.push((AT_PHNUM, u64::from(img.hdr.e_phnum)));
         auxv.push((AT_BASE, interp_load_addr));
-        auxv.push((AT_FLAGS, if inp.preserve_argv0 { AT_FLAGS_PRESERVE_ARGV0 } else { 0 }));
+        auxv.push((
+            AT_FLAGS,
+            if inp.preserve_argv0 {
+                AT_FLAGS_PRESERVE_ARGV0
+            } else {
+                0
+            },
+        ));
         auxv.push((AT_ENTRY, e_entry));
         auxv.push((AT_UID, u64::from(inp.creds.uid)));
         auxv.push((AT_EUID, u64::from(inp.creds.euid)));
@@ -1181,7 +1317,11 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             env_start: stack.arg_end,
             env_end: stack.env_end,
         };
-        let registers = Registers { arch: profile.arch, pc: entry, sp: stack.sp };
+        let registers = Registers {
+            arch: profile.arch,
+            pc: entry,
+            sp: stack.sp,
+        };
         Ok(Plan {
             arch: profile.arch,
             page_size: page,
@@ -1216,9 +1356,11 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
     fn probe(&self, file: usize, size: u64, off: u64) -> Option<u64> {
         let thp = self.files.get(file).is_some_and(|f| f.meta.thp_aligned);
         if thp {
-            self.vmas.get_unmapped_area_thp(0, size, off, &self.search, self.legacy_base)
+            self.vmas
+                .get_unmapped_area_thp(0, size, off, &self.search, self.legacy_base)
         } else {
-            self.vmas.get_unmapped_area(0, size, &self.search, self.legacy_base)
+            self.vmas
+                .get_unmapped_area(0, size, &self.search, self.legacy_base)
         }
     }
 
@@ -1242,7 +1384,13 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
     }
 
     /// `load_elf_interp()`: returns the interpreter's load address.
-    fn load_interp(&mut self, f: &Found<F::Node>, ih: &Header, iph: &[Phdr], no_base: u64) -> Result<u64> {
+    fn load_interp(
+        &mut self,
+        f: &Found<F::Node>,
+        ih: &Header,
+        iph: &[Phdr],
+        no_base: u64,
+    ) -> Result<u64> {
         let page = self.page;
         if !ih.type_ok() {
             return Err(Error::InterpType(Bytes(f.path.clone())));

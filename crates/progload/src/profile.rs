@@ -39,7 +39,14 @@ pub struct Credentials {
 impl Credentials {
     /// root with no supplementary groups.
     pub fn root() -> Self {
-        Credentials { uid: 0, euid: 0, gid: 0, egid: 0, groups: Vec::new(), no_new_privs: false }
+        Credentials {
+            uid: 0,
+            euid: 0,
+            gid: 0,
+            egid: 0,
+            groups: Vec::new(),
+            no_new_privs: false,
+        }
     }
 }
 
@@ -147,8 +154,16 @@ impl Profile {
             rseq: Some((28, 32)),
             vdso: Some(Vdso {
                 data: vec![
-                    VdsoPart { name: String::from("[vvar]"), pages: 4, prot: 4 },
-                    VdsoPart { name: String::from("[vvar_vclock]"), pages: 2, prot: 4 },
+                    VdsoPart {
+                        name: String::from("[vvar]"),
+                        pages: 4,
+                        prot: 4,
+                    },
+                    VdsoPart {
+                        name: String::from("[vvar_vclock]"),
+                        pages: 2,
+                        prot: 4,
+                    },
                 ],
                 image: Arc::from(vec![0u8; 2 * 4096]),
             }),
@@ -186,7 +201,11 @@ impl Profile {
             clock_ticks: 100,
             rseq: Some((28, 32)),
             vdso: Some(Vdso {
-                data: vec![VdsoPart { name: String::from("[vvar]"), pages: 4, prot: 4 }],
+                data: vec![VdsoPart {
+                    name: String::from("[vvar]"),
+                    pages: 4,
+                    prot: 4,
+                }],
                 image: Arc::from(vec![0u8; 4096]),
             }),
             vsyscall: false,

@@ -3,8 +3,8 @@
 
 use alloc::vec::Vec;
 
-use crate::error::{Bytes, PathProblem};
 use crate::errno::Errno;
+use crate::error::{Bytes, PathProblem};
 use crate::fs::{FileKind, FileSystem, Metadata};
 use crate::profile::Credentials;
 
@@ -26,7 +26,10 @@ pub struct DirPath<N> {
 impl<N: Clone> DirPath<N> {
     /// The root directory.
     pub fn root(root: N) -> Self {
-        DirPath { chain: Vec::new(), root }
+        DirPath {
+            chain: Vec::new(),
+            root,
+        }
     }
 
     /// The directory's node.
@@ -48,7 +51,10 @@ impl<N: Clone> DirPath<N> {
     }
 
     fn at_root(&self) -> Self {
-        DirPath { chain: Vec::new(), root: self.root.clone() }
+        DirPath {
+            chain: Vec::new(),
+            root: self.root.clone(),
+        }
     }
 }
 
@@ -100,7 +106,11 @@ pub fn walk<F: FileSystem + ?Sized>(
     if path.len() >= PATH_MAX {
         return Err(PathProblem::TooLong);
     }
-    let mut dir = if path.first() == Some(&b'/') { start.at_root() } else { start.clone() };
+    let mut dir = if path.first() == Some(&b'/') {
+        start.at_root()
+    } else {
+        start.clone()
+    };
     // Components still to walk, last one on top.
     let mut todo: Vec<Vec<u8>> = Vec::new();
     push_components(&mut todo, path);
@@ -160,7 +170,13 @@ pub fn walk<F: FileSystem + ?Sized>(
                 path.push(b'/');
             }
             path.extend_from_slice(&comp);
-            return Ok(Found { node, meta, path, name: comp, parent: dir });
+            return Ok(Found {
+                node,
+                meta,
+                path,
+                name: comp,
+                parent: dir,
+            });
         }
         if meta.kind != FileKind::Directory {
             return Err(PathProblem::NotDirectory(Bytes(comp)));
@@ -174,16 +190,29 @@ fn dir_found<F: FileSystem + ?Sized>(
     dir: &DirPath<F::Node>,
 ) -> Result<Found<F::Node>, PathProblem> {
     let meta = fs.metadata(dir.node()).map_err(PathProblem::Filesystem)?;
-    let name = dir.chain.last().map(|(_, n)| n.clone()).unwrap_or_else(|| b"/".to_vec());
+    let name = dir
+        .chain
+        .last()
+        .map(|(_, n)| n.clone())
+        .unwrap_or_else(|| b"/".to_vec());
     let mut parent = dir.clone();
     parent.chain.pop();
-    Ok(Found { node: dir.node().clone(), meta, path: dir.path(), name, parent })
+    Ok(Found {
+        node: dir.node().clone(),
+        meta,
+        path: dir.path(),
+        name,
+        parent,
+    })
 }
 
 /// Pushes the components of `path` so that the first one is on top; a trailing `/` becomes a
 /// final `.` (the object must be a directory, and a final link is followed).
 fn push_components(todo: &mut Vec<Vec<u8>>, path: &[u8]) {
-    let mut comps: Vec<&[u8]> = path.split(|&b| b == b'/').filter(|c| !c.is_empty()).collect();
+    let mut comps: Vec<&[u8]> = path
+        .split(|&b| b == b'/')
+        .filter(|c| !c.is_empty())
+        .collect();
     if path.len() > 1 && path.last() == Some(&b'/') && !comps.is_empty() {
         comps.push(b".");
     }

@@ -45,7 +45,9 @@ impl ArgStrings {
         let argc = argv.map_or(0, <[_]>::len) as u64;
         let envc = envp.len() as u64;
         if argc > MAX_ARG_STRINGS || envc > MAX_ARG_STRINGS {
-            return Err(Error::ArgsTooBig { limit: MAX_ARG_STRINGS });
+            return Err(Error::ArgsTooBig {
+                limit: MAX_ARG_STRINGS,
+            });
         }
         let rlim = stack_rlimit.unwrap_or(u64::MAX);
         let limit = (STK_LIM / 4 * 3).min(rlim / 4).max(ARG_MAX);
@@ -86,9 +88,14 @@ impl ArgStrings {
     fn charge(&mut self, s: &[u8]) -> Result<()> {
         let len = s.len() as u64 + 1;
         if len > self.max_strlen {
-            return Err(Error::ArgTooLong { limit: self.max_strlen });
+            return Err(Error::ArgTooLong {
+                limit: self.max_strlen,
+            });
         }
-        let used = self.used.checked_add(len).ok_or_else(|| self.limit_error())?;
+        let used = self
+            .used
+            .checked_add(len)
+            .ok_or_else(|| self.limit_error())?;
         if used > self.budget {
             return Err(self.limit_error());
         }
@@ -127,7 +134,12 @@ impl ArgStrings {
     /// The string area's bytes, lowest address first: argv, envp, execfn, NUL-terminated.
     pub fn bytes(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.used as usize);
-        for s in self.argv.iter().chain(self.envp.iter()).chain(core::iter::once(&self.execfn)) {
+        for s in self
+            .argv
+            .iter()
+            .chain(self.envp.iter())
+            .chain(core::iter::once(&self.execfn))
+        {
             out.extend_from_slice(s);
             out.push(0);
         }

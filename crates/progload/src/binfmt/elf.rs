@@ -111,7 +111,10 @@ pub enum PhdrsError {
 /// Checks whether a file offset range is readable per `rw_verify_area` (non-negative as a
 /// `loff_t`, end not overflowing it).
 pub fn offset_ok(offset: u64, len: u64) -> bool {
-    offset <= i64::MAX as u64 && offset.checked_add(len).is_some_and(|e| e <= i64::MAX as u64)
+    offset <= i64::MAX as u64
+        && offset
+            .checked_add(len)
+            .is_some_and(|e| e <= i64::MAX as u64)
 }
 
 /// `load_elf_phdrs()`: validate the table's shape and read it (at most 64 KiB).

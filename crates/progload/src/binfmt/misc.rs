@@ -124,11 +124,17 @@ impl Rule {
                     m
                 };
                 if magic.len() > super::BUF_SIZE
-                    || offset.checked_add(magic.len()).is_none_or(|e| e > super::BUF_SIZE)
+                    || offset
+                        .checked_add(magic.len())
+                        .is_none_or(|e| e > super::BUF_SIZE)
                 {
                     return Err(Error::MiscRule("magic beyond the 256-byte header"));
                 }
-                Matcher::Magic { offset, magic, mask }
+                Matcher::Magic {
+                    offset,
+                    magic,
+                    mask,
+                }
             }
             _ => return Err(Error::MiscRule("type is neither E nor M")),
         };
@@ -172,17 +178,25 @@ impl Rule {
                 Some(dot) => interp_path.get(dot + 1..) == Some(ext.as_slice()),
                 None => false,
             },
-            Matcher::Magic { offset, magic, mask } => {
-                magic.iter().zip(mask).enumerate().all(|(i, (m, k))| {
-                    buf.get(offset + i).is_some_and(|b| (b ^ m) & k == 0)
-                })
-            }
+            Matcher::Magic {
+                offset,
+                magic,
+                mask,
+            } => magic
+                .iter()
+                .zip(mask)
+                .enumerate()
+                .all(|(i, (m, k))| buf.get(offset + i).is_some_and(|b| (b ^ m) & k == 0)),
         }
     }
 }
 
 /// The newest enabled rule matching (rules are listed oldest first; later ones win).
-pub fn find<'a>(rules: &'a [Rule], buf: &[u8; super::BUF_SIZE], interp_path: &[u8]) -> Option<&'a Rule> {
+pub fn find<'a>(
+    rules: &'a [Rule],
+    buf: &[u8; super::BUF_SIZE],
+    interp_path: &[u8],
+) -> Option<&'a Rule> {
     rules.iter().rev().find(|r| r.matches(buf, interp_path))
 }
 
@@ -193,7 +207,14 @@ mod tests {
     #[test]
     fn parses_magic_with_escapes() {
         let r = Rule::parse(b":qemu:M::\\x7fELF\\x02::/usr/bin/qemu:OC").unwrap();
-        assert_eq!(r.matcher, Matcher::Magic { offset: 0, magic: b"\x7fELF\x02".to_vec(), mask: alloc::vec![0xff; 5] });
+        assert_eq!(
+            r.matcher,
+            Matcher::Magic {
+                offset: 0,
+                magic: b"\x7fELF\x02".to_vec(),
+                mask: alloc::vec![0xff; 5]
+            }
+        );
         assert!(r.open_binary && r.credentials && !r.preserve_argv0);
     }
 

@@ -72,7 +72,10 @@ pub fn parse(buf: &[u8; super::BUF_SIZE]) -> Result<Option<Shebang>, ScriptProbl
     };
     let interpreter = until_nul(i_name, name_end);
     let argument = i_arg.map(|a| until_nul(a, i_end));
-    Ok(Some(Shebang { interpreter, argument }))
+    Ok(Some(Shebang {
+        interpreter,
+        argument,
+    }))
 }
 
 #[cfg(test)]

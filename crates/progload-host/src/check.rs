@@ -1,0 +1,190 @@
+//! Field-by-field comparison of a plan with the image the kernel built (the probe's result).
+
+use std::fmt;
+
+use progload::auxv::AT_RANDOM;
+use progload::Plan;
+
+use crate::probe::KernelImage;
+
+/// One field where the plan and the kernel disagree.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Difference {
+    /// Which field (e.g. `maps[3].perms`, `auxv[AT_PHDR]`, `stack[+0x1a8]`).
+    pub field: String,
+    /// The kernel's value.
+    pub kernel: String,
+    /// The plan's value.
+    pub plan: String,
+}
+
+impl fmt::Display for Difference {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}: kernel {} / plan {}",
+            self.field, self.kernel, self.plan
+        )
+    }
+}
+
+struct Diffs(Vec<Difference>);
+
+impl Diffs {
+    fn cmp<T: PartialEq + fmt::Debug>(&mut self, field: impl Into<String>, kernel: T, plan: T) {
+        if kernel != plan {
+            self.0.push(Difference {
+                field: field.into(),
+                kernel: format!("{kernel:#x?}"),
+                plan: format!("{plan:#x?}"),
+            });
+        }
+    }
+}
+
+fn auxv_name(t: u64) -> String {
+    progload::auxv::name(t).map_or_else(|| format!("{t}"), |n| format!("AT_{n}"))
+}
+
+/// Compares everything "bit-exact" covers: every maps line, entry, stack pointer and the
+/// other initial registers, every auxv pair, the stack bytes except the 16 AT_RANDOM bytes,
+/// the mm fields, comm and the executable's path.
+pub fn compare<N>(plan: &Plan<N>, k: &KernelImage) -> Vec<Difference> {
+    let mut d = Diffs(Vec::new());
+    let maps = plan.maps();
+    d.cmp("maps.len", k.maps.len(), maps.len());
+    for (i, (km, pm)) in k.maps.iter().zip(&maps).enumerate() {
+        d.cmp(format!("maps[{i}].start"), km.start, pm.start);
+        d.cmp(format!("maps[{i}].end"), km.end, pm.end);
+        d.cmp(
+            format!("maps[{i}].perms"),
+            km.perms.as_str(),
+            pm.perms.as_str(),
+        );
+        d.cmp(format!("maps[{i}].offset"), km.offset, pm.offset);
+        d.cmp(
+            format!("maps[{i}].path"),
+            km.path.as_str(),
+            pm.path.as_str(),
+        );
+        if !pm.path.is_empty() && !pm.path.starts_with('[') {
+            d.cmp(
+                format!("maps[{i}].dev"),
+                km.dev.clone(),
+                format!("{:02x}:{:02x}", pm.dev.0, pm.dev.1),
+            );
+            d.cmp(format!("maps[{i}].inode"), km.inode, pm.inode);
+        }
+    }
+    for (i, km) in k.maps.iter().enumerate().skip(maps.len()) {
+        d.cmp(
+            format!("maps[{i}]"),
+            format!("{:x}-{:x} {}", km.start, km.end, km.path),
+            String::from("(none)"),
+        );
+    }
+    for (i, pm) in maps.iter().enumerate().skip(k.maps.len()) {
+        d.cmp(
+            format!("maps[{i}]"),
+            String::from("(none)"),
+            format!("{:x}-{:x} {}", pm.start, pm.end, pm.path),
+        );
+    }
+
+    let r = &k.regs;
+    d.cmp("entry (rip)", r.rip, plan.entry);
+    d.cmp("stack_pointer (rsp)", r.rsp, plan.stack.sp);
+    for (name, value) in plan.registers.named() {
+        let kv = match name {
+            "rip" | "rsp" => continue,
+            "r15" => r.r15,
+            "r14" => r.r14,
+            "r13" => r.r13,
+            "r12" => r.r12,
+            "rbp" => r.rbp,
+            "rbx" => r.rbx,
+            "r11" => r.r11,
+            "r10" => r.r10,
+            "r9" => r.r9,
+            "r8" => r.r8,
+            "rax" => r.rax,
+            "rcx" => r.rcx,
+            "rdx" => r.rdx,
+            "rsi" => r.rsi,
+            "rdi" => r.rdi,
+            "cs" => r.cs,
+            "ss" => r.ss,
+            "rflags" => r.rflags,
+            "fs_base" => r.fs_base,
+            "gs_base" => r.gs_base,
+            "ds" => r.ds,
+            "es" => r.es,
+            "fs" => r.fs,
+            "gs" => r.gs,
+            _ => continue,
+        };
+        d.cmp(format!("registers.{name}"), kv, value);
+    }
+
+    d.cmp("auxv.len", k.auxv.len(), plan.auxv.len());
+    for (i, (ka, pa)) in k.auxv.iter().zip(&plan.auxv).enumerate() {
+        if ka.0 != pa.0 {
+            d.cmp(format!("auxv[{i}].type"), auxv_name(ka.0), auxv_name(pa.0));
+        } else {
+            d.cmp(format!("auxv[{i}] {}", auxv_name(ka.0)), ka.1, pa.1);
+        }
+    }
+
+    d.cmp("stack.top", k.stack_top, plan.stack.top);
+    d.cmp("stack.len", k.stack_bytes.len(), plan.stack.bytes.len());
+    let random = plan.stack.random_addr;
+    let mut first_bad: Option<usize> = None;
+    let mut bad = 0usize;
+    for (i, (kb, pb)) in k.stack_bytes.iter().zip(&plan.stack.bytes).enumerate() {
+        let addr = plan.stack.sp + i as u64;
+        if addr >= random && addr < random + 16 && k.auxv_get(AT_RANDOM) == Some(random) {
+            continue;
+        }
+        if kb != pb {
+            bad += 1;
+            first_bad.get_or_insert(i);
+        }
+    }
+    if let Some(i) = first_bad {
+        let end = (i + 16)
+            .min(k.stack_bytes.len())
+            .min(plan.stack.bytes.len());
+        d.0.push(Difference {
+            field: format!("stack[sp+{i:#x}] ({bad} bytes differ)"),
+            kernel: hex(&k.stack_bytes[i..end]),
+            plan: hex(&plan.stack.bytes[i..end]),
+        });
+    }
+
+    let m = &k.mm;
+    let pm = &plan.mm;
+    d.cmp("mm.start_code", m.start_code, pm.start_code);
+    d.cmp("mm.end_code", m.end_code, pm.end_code);
+    d.cmp("mm.start_data", m.start_data, pm.start_data);
+    d.cmp("mm.end_data", m.end_data, pm.end_data);
+    d.cmp("mm.start_brk", m.start_brk, pm.start_brk);
+    if let Some(brk) = m.brk {
+        d.cmp("mm.brk", brk, pm.brk);
+    }
+    d.cmp("mm.start_stack", m.start_stack, pm.start_stack);
+    d.cmp("mm.arg_start", m.arg_start, pm.arg_start);
+    d.cmp("mm.arg_end", m.arg_end, pm.arg_end);
+    d.cmp("mm.env_start", m.env_start, pm.env_start);
+    d.cmp("mm.env_end", m.env_end, pm.env_end);
+    d.cmp("comm", k.comm.as_bytes(), plan.comm.as_slice());
+    d.cmp(
+        "exe",
+        k.exe.as_os_str().as_encoded_bytes(),
+        plan.exe.as_slice(),
+    );
+    d.0
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
