@@ -1,1 +1,357 @@
-fn main() {}
+//! `progload`: plan an exec exactly as Linux would, and show it.
+
+mod profile_file;
+mod report;
+
+use std::ffi::OsString;
+use std::io::Write;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use progload::binfmt::misc::Rule;
+use progload::profile::{Profile, ADDR_NO_RANDOMIZE};
+use progload::resolve::{resolve_dir, DirPath};
+use progload::{plan, Errno, Error, FileSystem, LoadRequest, SeededRng};
+use progload_host::{host_profile, HostFs};
+
+#[derive(Parser)]
+#[command(
+    name = "progload",
+    version,
+    about = "execve as a library: plan the exact process image Linux would build"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Plan `execve(PROGRAM, [PROGRAM, ARGS...], env)` and print the new process image.
+    Plan(PlanArgs),
+    /// Print a profile (the host's by default) as JSON, for `--profile FILE`.
+    Profile {
+        /// A preset name (x86_64, aarch64) instead of the host.
+        #[arg(long)]
+        preset: Option<String>,
+    },
+}
+
+/// Options shared by every command that plans an exec.
+#[derive(Args, Clone)]
+pub struct ExecArgs {
+    /// Host directory used as the root of the exec (`/` inside the plan). Never escaped.
+    #[arg(long, value_name = "DIR", default_value = "/")]
+    root: PathBuf,
+    /// Working directory inside the root that relative paths resolve from
+    /// (default: the current directory when the root is `/`, else `/`).
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<OsString>,
+    /// Replace argv[0] (default: PROGRAM as given).
+    #[arg(long, value_name = "NAME")]
+    argv0: Option<OsString>,
+    /// Start from an empty environment instead of inheriting this one.
+    #[arg(long)]
+    env_clear: bool,
+    /// Set an environment variable (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "K=V")]
+    env: Vec<OsString>,
+    /// Plan as under `setarch -R` (personality ADDR_NO_RANDOMIZE).
+    #[arg(long)]
+    no_randomize: bool,
+    /// Seed the randomness (layout entropy and AT_RANDOM) for a reproducible plan.
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// The 16 AT_RANDOM bytes as 32 hex digits.
+    #[arg(long, value_name = "HEX32")]
+    random_bytes: Option<String>,
+    /// Profile: a preset name (x86_64, aarch64) or a JSON file (see `progload profile`).
+    /// Default: this host.
+    #[arg(long, value_name = "FILE|PRESET")]
+    profile: Option<String>,
+    /// RLIMIT_STACK for the exec, in bytes or `unlimited` (default: the profile's).
+    #[arg(long, value_name = "BYTES")]
+    stack_limit: Option<String>,
+    /// A binfmt_misc rule `:name:type:offset:magic:mask:interpreter:flags` (repeatable;
+    /// later rules win, as newer registrations do).
+    #[arg(long = "binfmt-misc", value_name = "RULE")]
+    misc: Vec<OsString>,
+    /// Look PROGRAM up in $PATH when it has no `/` (as execvp does).
+    #[arg(long)]
+    path_search: bool,
+    /// The program to execute.
+    program: OsString,
+    /// Its arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    args: Vec<OsString>,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    /// Print one JSON object instead of the report.
+    #[arg(long)]
+    json: bool,
+    #[command(flatten)]
+    exec: ExecArgs,
+}
+
+/// A failure of the CLI itself (bad option), not of the exec.
+struct Usage(String);
+
+fn load_profile(a: &ExecArgs) -> Result<Profile, Usage> {
+    let mut p = match &a.profile {
+        None => host_profile().map_err(|e| Usage(format!("cannot read the host profile: {e}")))?,
+        Some(name) => match Profile::preset(name) {
+            Some(p) => p,
+            None => {
+                let text = std::fs::read_to_string(name).map_err(|e| {
+                    Usage(format!(
+                        "--profile {name}: not a preset and not readable: {e}"
+                    ))
+                })?;
+                let f: profile_file::ProfileFile = serde_json::from_str(&text)
+                    .map_err(|e| Usage(format!("--profile {name}: {e}")))?;
+                Profile::try_from(f).map_err(|e| Usage(format!("--profile {name}: {e}")))?
+            }
+        },
+    };
+    if a.no_randomize {
+        p.personality |= ADDR_NO_RANDOMIZE;
+    }
+    if let Some(s) = &a.stack_limit {
+        p.stack_rlimit = if s == "unlimited" || s == "infinity" {
+            None
+        } else {
+            Some(
+                s.parse()
+                    .map_err(|_| Usage(format!("--stack-limit {s}: not a number of bytes")))?,
+            )
+        };
+    }
+    Ok(p)
+}
+
+fn environment(a: &ExecArgs) -> Vec<Vec<u8>> {
+    let mut env: Vec<(Vec<u8>, Vec<u8>)> = if a.env_clear {
+        Vec::new()
+    } else {
+        std::env::vars_os()
+            .map(|(k, v)| (k.into_vec(), v.into_vec()))
+            .collect()
+    };
+    for kv in &a.env {
+        let b = kv.as_bytes();
+        let (k, v) = match b.iter().position(|&c| c == b'=') {
+            Some(i) => (b[..i].to_vec(), b[i + 1..].to_vec()),
+            None => (b.to_vec(), Vec::new()),
+        };
+        match env.iter_mut().find(|(ek, _)| *ek == k) {
+            Some(e) => e.1 = v,
+            None => env.push((k, v)),
+        }
+    }
+    env.into_iter()
+        .map(|(mut k, v)| {
+            k.push(b'=');
+            k.extend_from_slice(&v);
+            k
+        })
+        .collect()
+}
+
+fn seed_rng(seed: Option<u64>) -> SeededRng {
+    match seed {
+        Some(s) => SeededRng::new(s),
+        None => {
+            let mut buf = [0u8; 32];
+            if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+                let _ = std::io::Read::read_exact(&mut f, &mut buf);
+            }
+            SeededRng::from_seed(buf)
+        }
+    }
+}
+
+/// Everything needed to plan, built from the options.
+pub struct Prepared {
+    /// The filesystem.
+    pub fs: HostFs,
+    /// The profile.
+    pub profile: Profile,
+    /// The request.
+    pub request: LoadRequest<progload_host::HostHandle>,
+    /// The RNG.
+    pub rng: SeededRng,
+    /// The program as given.
+    pub program: Vec<u8>,
+}
+
+/// Why preparing failed: a usage error, or an exec error found while resolving the cwd.
+enum PrepError {
+    Usage(Usage),
+    Exec(Vec<u8>, Error),
+}
+
+fn prepare(a: &ExecArgs) -> Result<Prepared, PrepError> {
+    let profile = load_profile(a).map_err(PrepError::Usage)?;
+    let fs = HostFs::new(&a.root)
+        .map_err(|e| PrepError::Usage(Usage(format!("--root {}: {e}", a.root.display()))))?;
+    let mut program = a.program.as_bytes().to_vec();
+    if a.path_search && !program.contains(&b'/') && !program.is_empty() {
+        let path = std::env::var_os("PATH").unwrap_or_default();
+        for dir in path.as_bytes().split(|&c| c == b':') {
+            let mut cand = if dir.is_empty() {
+                b".".to_vec()
+            } else {
+                dir.to_vec()
+            };
+            cand.push(b'/');
+            cand.extend_from_slice(&program);
+            let candidate = a.root.join(std::ffi::OsStr::from_bytes(
+                cand.strip_prefix(b"/").unwrap_or(&cand),
+            ));
+            if std::fs::metadata(&candidate).is_ok_and(|m| m.is_file()) {
+                program = cand;
+                break;
+            }
+        }
+    }
+    let cwd_path: Vec<u8> = match &a.cwd {
+        Some(c) => c.as_bytes().to_vec(),
+        None if a.root == std::path::Path::new("/") => std::env::current_dir()
+            .map(|p| p.into_os_string().into_vec())
+            .unwrap_or_else(|_| b"/".to_vec()),
+        None => b"/".to_vec(),
+    };
+    let root = DirPath::root(fs.root());
+    let cwd = resolve_dir(&fs, &profile.credentials, &root, &cwd_path).map_err(|problem| {
+        PrepError::Exec(
+            cwd_path.clone(),
+            Error::Path {
+                path: progload::error::Bytes(cwd_path.clone()),
+                problem,
+            },
+        )
+    })?;
+    let mut argv = vec![a
+        .argv0
+        .as_ref()
+        .map_or_else(|| program.clone(), |s| s.as_bytes().to_vec())];
+    argv.extend(a.args.iter().map(|s| s.as_bytes().to_vec()));
+    let mut request = LoadRequest::new(program.clone(), argv, environment(a));
+    request.cwd = Some(cwd);
+    for r in &a.misc {
+        let rule = Rule::parse(r.as_bytes())
+            .map_err(|e| PrepError::Usage(Usage(format!("--binfmt-misc: {e}"))))?;
+        request.misc_rules.push(rule);
+    }
+    if let Some(h) = &a.random_bytes {
+        let bytes = profile_file::unhex(h)
+            .filter(|b| b.len() == 16)
+            .ok_or_else(|| {
+                PrepError::Usage(Usage(String::from(
+                    "--random-bytes takes exactly 32 hex digits",
+                )))
+            })?;
+        let mut r = [0u8; 16];
+        r.copy_from_slice(&bytes);
+        request.random_bytes = Some(r);
+    }
+    Ok(Prepared {
+        fs,
+        profile,
+        request,
+        rng: seed_rng(a.seed),
+        program,
+    })
+}
+
+/// Exit status for an exec error, as shells use: 127 not found, 126 found but not executable.
+fn exit_for(e: &Error) -> u8 {
+    if e.errno() == Errno::ENOENT {
+        127
+    } else {
+        126
+    }
+}
+
+fn fail(program: &[u8], e: &Error, json: bool) -> ExitCode {
+    let errno = e.errno();
+    if json {
+        let v = serde_json::json!({
+            "ok": false,
+            "errno": errno.name(),
+            "code": errno.0,
+            "fatal": e.is_fatal(),
+            "message": e.to_string(),
+        });
+        println!("{v}");
+    } else {
+        let fatal = if e.is_fatal() {
+            " [after the point of no return: the kernel kills the process with SIGSEGV]"
+        } else {
+            ""
+        };
+        eprintln!(
+            "progload: {}: {} ({}): {e}{fatal}",
+            String::from_utf8_lossy(program),
+            errno.text(),
+            errno.name()
+        );
+    }
+    ExitCode::from(exit_for(e))
+}
+
+fn run_plan(args: &PlanArgs) -> ExitCode {
+    let mut prep = match prepare(&args.exec) {
+        Ok(p) => p,
+        Err(PrepError::Usage(Usage(m))) => {
+            eprintln!("progload: {m}");
+            return ExitCode::from(2);
+        }
+        Err(PrepError::Exec(p, e)) => return fail(&p, &e, args.json),
+    };
+    match plan(&prep.fs, &prep.profile, &prep.request, &mut prep.rng) {
+        Ok(p) => {
+            let mut out = std::io::stdout().lock();
+            let text = if args.json {
+                report::json(&p).to_string()
+            } else {
+                report::human(&p)
+            };
+            let _ = writeln!(out, "{text}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(&prep.program, &e, args.json),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Plan(args) => run_plan(&args),
+        Command::Profile { preset } => {
+            let p = match preset {
+                Some(name) => match Profile::preset(&name) {
+                    Some(p) => p,
+                    None => {
+                        eprintln!("progload: unknown preset {name} (x86_64, aarch64)");
+                        return ExitCode::from(2);
+                    }
+                },
+                None => match host_profile() {
+                    Ok(p) => p,
+                    Err(e) => {
+                        eprintln!("progload: cannot read the host profile: {e}");
+                        return ExitCode::from(1);
+                    }
+                },
+            };
+            let f = profile_file::ProfileFile::from(&p);
+            println!("{}", serde_json::to_string_pretty(&f).unwrap_or_default());
+            ExitCode::SUCCESS
+        }
+    }
+}

@@ -1,0 +1,206 @@
+//! Profiles as JSON files: `progload profile` writes the host's, `--profile FILE` reads one.
+
+use std::sync::Arc;
+
+use progload::arch::Arch;
+use progload::profile::{Credentials, Profile, Vdso, VdsoPart};
+use serde::{Deserialize, Serialize};
+
+#[derive(Serialize, Deserialize)]
+struct VdsoPartFile {
+    name: String,
+    pages: u64,
+    prot: u8,
+}
+
+#[derive(Serialize, Deserialize)]
+struct VdsoFile {
+    data: Vec<VdsoPartFile>,
+    /// The vDSO image as hex; absent means a zero-filled image of `text_pages` pages.
+    #[serde(default)]
+    image_hex: Option<String>,
+    #[serde(default)]
+    text_pages: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct CredentialsFile {
+    uid: u32,
+    euid: u32,
+    gid: u32,
+    egid: u32,
+    #[serde(default)]
+    groups: Vec<u32>,
+    #[serde(default)]
+    no_new_privs: bool,
+}
+
+/// The JSON form of a [`Profile`]; every field is required except where a default is noted.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileFile {
+    arch: String,
+    page_size: u64,
+    task_size: u64,
+    stack_top: u64,
+    stack_top_max: u64,
+    elf_et_dyn_base: u64,
+    task_unmapped_base: u64,
+    hwcap: u64,
+    hwcap2: u64,
+    #[serde(default)]
+    hwcap3: Option<u64>,
+    minsigstksz: u64,
+    platform: String,
+    clock_ticks: u64,
+    #[serde(default)]
+    rseq: Option<(u64, u64)>,
+    #[serde(default)]
+    vdso: Option<VdsoFile>,
+    vsyscall: bool,
+    /// Bytes; null is unlimited.
+    stack_rlimit: Option<u64>,
+    mmap_min_addr: u64,
+    stack_guard_gap: u64,
+    legacy_va_layout: bool,
+    randomize_va_space: u8,
+    mmap_rnd_bits: u32,
+    personality: u32,
+    credentials: CredentialsFile,
+    cap_sys_rawio: bool,
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Decodes hex text.
+pub fn unhex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+impl From<&Profile> for ProfileFile {
+    fn from(p: &Profile) -> Self {
+        ProfileFile {
+            arch: p.arch.name().to_string(),
+            page_size: p.page_size,
+            task_size: p.task_size,
+            stack_top: p.stack_top,
+            stack_top_max: p.stack_top_max,
+            elf_et_dyn_base: p.elf_et_dyn_base,
+            task_unmapped_base: p.task_unmapped_base,
+            hwcap: p.hwcap,
+            hwcap2: p.hwcap2,
+            hwcap3: p.hwcap3,
+            minsigstksz: p.minsigstksz,
+            platform: p.platform.clone(),
+            clock_ticks: p.clock_ticks,
+            rseq: p.rseq,
+            vdso: p.vdso.as_ref().map(|v| VdsoFile {
+                data: v
+                    .data
+                    .iter()
+                    .map(|d| VdsoPartFile {
+                        name: d.name.clone(),
+                        pages: d.pages,
+                        prot: d.prot,
+                    })
+                    .collect(),
+                image_hex: Some(hex(&v.image)),
+                text_pages: Some(v.text_pages(p.page_size)),
+            }),
+            vsyscall: p.vsyscall,
+            stack_rlimit: p.stack_rlimit,
+            mmap_min_addr: p.mmap_min_addr,
+            stack_guard_gap: p.stack_guard_gap,
+            legacy_va_layout: p.legacy_va_layout,
+            randomize_va_space: p.randomize_va_space,
+            mmap_rnd_bits: p.mmap_rnd_bits,
+            personality: p.personality,
+            credentials: CredentialsFile {
+                uid: p.credentials.uid,
+                euid: p.credentials.euid,
+                gid: p.credentials.gid,
+                egid: p.credentials.egid,
+                groups: p.credentials.groups.clone(),
+                no_new_privs: p.credentials.no_new_privs,
+            },
+            cap_sys_rawio: p.cap_sys_rawio,
+        }
+    }
+}
+
+impl TryFrom<ProfileFile> for Profile {
+    type Error = String;
+    fn try_from(f: ProfileFile) -> Result<Self, String> {
+        let arch = Arch::from_name(&f.arch).ok_or_else(|| format!("unknown arch {:?}", f.arch))?;
+        if !f.page_size.is_power_of_two() || f.page_size < 4096 {
+            return Err(format!(
+                "page_size {} is not a power of two ≥ 4096",
+                f.page_size
+            ));
+        }
+        let vdso = match f.vdso {
+            None => None,
+            Some(v) => {
+                let image = match (v.image_hex, v.text_pages) {
+                    (Some(h), _) => unhex(&h).ok_or("vdso.image_hex is not hex")?,
+                    (None, Some(n)) => vec![0u8; (n * f.page_size) as usize],
+                    (None, None) => return Err("vdso needs image_hex or text_pages".into()),
+                };
+                Some(Vdso {
+                    data: v
+                        .data
+                        .into_iter()
+                        .map(|d| VdsoPart {
+                            name: d.name,
+                            pages: d.pages,
+                            prot: d.prot,
+                        })
+                        .collect(),
+                    image: Arc::from(image),
+                })
+            }
+        };
+        Ok(Profile {
+            arch,
+            page_size: f.page_size,
+            task_size: f.task_size,
+            stack_top: f.stack_top,
+            stack_top_max: f.stack_top_max,
+            elf_et_dyn_base: f.elf_et_dyn_base,
+            task_unmapped_base: f.task_unmapped_base,
+            hwcap: f.hwcap,
+            hwcap2: f.hwcap2,
+            hwcap3: f.hwcap3,
+            minsigstksz: f.minsigstksz,
+            platform: f.platform,
+            clock_ticks: f.clock_ticks,
+            rseq: f.rseq,
+            vdso,
+            vsyscall: f.vsyscall,
+            stack_rlimit: f.stack_rlimit,
+            mmap_min_addr: f.mmap_min_addr,
+            stack_guard_gap: f.stack_guard_gap,
+            legacy_va_layout: f.legacy_va_layout,
+            randomize_va_space: f.randomize_va_space,
+            mmap_rnd_bits: f.mmap_rnd_bits,
+            personality: f.personality,
+            credentials: Credentials {
+                uid: f.credentials.uid,
+                euid: f.credentials.euid,
+                gid: f.credentials.gid,
+                egid: f.credentials.egid,
+                groups: f.credentials.groups,
+                no_new_privs: f.credentials.no_new_privs,
+            },
+            cap_sys_rawio: f.cap_sys_rawio,
+        })
+    }
+}

@@ -1,0 +1,173 @@
+//! The plan as a readable report and as the JSON contract.
+
+use std::fmt::Write as _;
+
+use progload::Plan;
+use serde_json::{json, Value};
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn hex(b: &[u8]) -> String {
+    let mut s = String::with_capacity(b.len() * 2);
+    for x in b {
+        let _ = write!(s, "{x:02x}");
+    }
+    s
+}
+
+/// The JSON contract of `progload plan --json` (see the README).
+pub fn json<N>(p: &Plan<N>) -> Value {
+    let maps: Vec<Value> = p
+        .maps()
+        .into_iter()
+        .map(|m| json!({"start": m.start, "end": m.end, "perms": m.perms, "offset": m.offset, "path": m.path}))
+        .collect();
+    let auxv: Vec<Value> = p.auxv.iter().map(|&(k, v)| json!([k, v])).collect();
+    let regs: serde_json::Map<String, Value> = p
+        .registers
+        .named()
+        .into_iter()
+        .map(|(n, v)| (n.to_string(), json!(v)))
+        .collect();
+    let c = &p.credentials;
+    json!({
+        "ok": true,
+        "entry": p.entry,
+        "stack_pointer": p.stack.sp,
+        "maps": maps,
+        "auxv": auxv,
+        "argv": p.argv.iter().map(|a| lossy(a)).collect::<Vec<_>>(),
+        "envp": p.envp.iter().map(|a| lossy(a)).collect::<Vec<_>>(),
+        "execfn": lossy(&p.execfn),
+        "comm": lossy(&p.comm),
+        "interpreter": p.interpreter.as_ref().map(|i| lossy(i)),
+        "exe": lossy(&p.exe),
+        "mm": {
+            "start_code": p.mm.start_code, "end_code": p.mm.end_code,
+            "start_data": p.mm.start_data, "end_data": p.mm.end_data,
+            "start_brk": p.mm.start_brk, "brk": p.mm.brk,
+            "start_stack": p.mm.start_stack,
+            "arg_start": p.mm.arg_start, "arg_end": p.mm.arg_end,
+            "env_start": p.mm.env_start, "env_end": p.mm.env_end,
+        },
+        "stack": {"top": p.stack.top, "bytes": hex(&p.stack.bytes)},
+        "registers": regs,
+        "credentials": {
+            "uid": c.uid, "euid": c.euid, "suid": c.suid, "fsuid": c.fsuid,
+            "gid": c.gid, "egid": c.egid, "sgid": c.sgid, "fsgid": c.fsgid,
+            "secure": c.secureexec, "no_new_privs": c.no_new_privs,
+        },
+        "personality": p.personality,
+        "exec_stack": p.exec_stack,
+        "randomized": p.randomized,
+    })
+}
+
+/// The readable report: maps like /proc/PID/maps, auxv like LD_SHOW_AUXV, registers, mm
+/// fields, argv/envp, interpreter and credentials.
+pub fn human<N>(p: &Plan<N>) -> String {
+    let mut s = String::new();
+    let _ = writeln!(s, "exe:          {}", lossy(&p.exe));
+    let _ = writeln!(
+        s,
+        "interpreter:  {}",
+        p.interpreter
+            .as_ref()
+            .map_or_else(|| String::from("(none)"), |i| lossy(i))
+    );
+    let _ = writeln!(s, "execfn:       {}", lossy(&p.execfn));
+    let _ = writeln!(s, "comm:         {}", lossy(&p.comm));
+    let _ = writeln!(s, "entry:        {:#x}", p.entry);
+    let _ = writeln!(s, "stack ptr:    {:#x}", p.stack.sp);
+    let _ = writeln!(
+        s,
+        "layout:       {}{}",
+        if p.randomized {
+            "randomized"
+        } else {
+            "not randomized"
+        },
+        if p.exec_stack {
+            ", executable stack"
+        } else {
+            ""
+        }
+    );
+    let _ = writeln!(s, "\nargv:");
+    for (i, a) in p.argv.iter().enumerate() {
+        let _ = writeln!(s, "  [{i}] {:?}", lossy(a));
+    }
+    let _ = writeln!(s, "envp: {} strings", p.envp.len());
+    for e in p.envp.iter().take(8) {
+        let _ = writeln!(s, "  {:?}", lossy(e));
+    }
+    if p.envp.len() > 8 {
+        let _ = writeln!(s, "  ... {} more", p.envp.len() - 8);
+    }
+    let _ = writeln!(s, "\nmaps (/proc/PID/maps at the first instruction):");
+    for m in p.maps() {
+        let _ = writeln!(s, "  {}", m.render());
+    }
+    let _ = writeln!(s, "\nauxv:");
+    for &(k, v) in &p.auxv {
+        let name = progload::auxv::name(k).map_or_else(|| format!("{k}"), |n| format!("AT_{n}"));
+        let shown = match k {
+            progload::auxv::AT_EXECFN | progload::auxv::AT_PLATFORM => {
+                let off = v.wrapping_sub(p.stack.sp) as usize;
+                let tail = p.stack.bytes.get(off..).unwrap_or(&[]);
+                let end = tail.iter().position(|&c| c == 0).unwrap_or(0);
+                format!("{v:#x} {:?}", lossy(&tail[..end]))
+            }
+            progload::auxv::AT_PAGESZ
+            | progload::auxv::AT_CLKTCK
+            | progload::auxv::AT_PHENT
+            | progload::auxv::AT_PHNUM
+            | progload::auxv::AT_UID
+            | progload::auxv::AT_EUID
+            | progload::auxv::AT_GID
+            | progload::auxv::AT_EGID
+            | progload::auxv::AT_SECURE => format!("{v}"),
+            _ => format!("{v:#x}"),
+        };
+        let _ = writeln!(s, "  {name:<22} {shown}");
+    }
+    let _ = writeln!(s, "\nregisters (all others 0):");
+    for (n, v) in p.registers.named() {
+        if v != 0 {
+            let _ = writeln!(s, "  {n:<8} {v:#x}");
+        }
+    }
+    let m = &p.mm;
+    let _ = writeln!(s, "\nmm:");
+    for (n, v) in [
+        ("start_code", m.start_code),
+        ("end_code", m.end_code),
+        ("start_data", m.start_data),
+        ("end_data", m.end_data),
+        ("start_brk", m.start_brk),
+        ("brk", m.brk),
+        ("start_stack", m.start_stack),
+        ("arg_start", m.arg_start),
+        ("arg_end", m.arg_end),
+        ("env_start", m.env_start),
+        ("env_end", m.env_end),
+    ] {
+        let _ = writeln!(s, "  {n:<12} {v:#x}");
+    }
+    let c = &p.credentials;
+    let _ = writeln!(
+        s,
+        "\ncredentials:  uid={} euid={} suid={} gid={} egid={} sgid={} secure={}{}",
+        c.uid,
+        c.euid,
+        c.suid,
+        c.gid,
+        c.egid,
+        c.sgid,
+        u8::from(c.secureexec),
+        if c.no_new_privs { " no_new_privs" } else { "" }
+    );
+    s
+}
