@@ -151,21 +151,21 @@ impl TryFrom<ProfileFile> for Profile {
             Some(v) => {
                 let image = match (v.image_hex, v.text_pages) {
                     (Some(h), _) => unhex(&h).ok_or("vdso.image_hex is not hex")?,
-                    (None, Some(n)) => vec![0u8; (n * f.page_size) as usize],
+                    (None, Some(n)) => progload::vdso::placeholder(arch, n, f.page_size),
                     (None, None) => return Err("vdso needs image_hex or text_pages".into()),
                 };
-                Some(Vdso {
-                    data: v
-                        .data
-                        .into_iter()
-                        .map(|d| VdsoPart {
-                            name: d.name,
-                            pages: d.pages,
-                            prot: d.prot,
-                        })
-                        .collect(),
-                    image: Arc::from(image),
-                })
+                let data = v
+                    .data
+                    .into_iter()
+                    .map(|d| VdsoPart {
+                        name: d.name,
+                        pages: d.pages,
+                        prot: d.prot,
+                    })
+                    .collect();
+                let vdso = Vdso::new(data, Arc::from(image), arch, f.page_size)
+                    .map_err(|e| format!("vdso: {e}"))?;
+                Some(vdso)
             }
         };
         Ok(Profile {

@@ -116,10 +116,9 @@ pub fn host_profile() -> std::io::Result<Profile> {
     p.vdso = match (vdso, get(AT_SYSINFO_EHDR)) {
         (Some((a, b)), Some(_)) => {
             let image = read_self_mem(a, (b - a) as usize)?;
-            Some(Vdso {
-                data,
-                image: Arc::from(image),
-            })
+            let vdso = Vdso::new(data, Arc::from(image), p.arch, p.page_size)
+                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
+            Some(vdso)
         }
         _ => None,
     };

@@ -263,6 +263,33 @@ impl<N: Clone + PartialEq> SimAddressSpace<N> {
         }
     }
 
+    /// Applies `plan` atomically: it is replayed on a copy that replaces this address space
+    /// only when every step succeeded, so a failure leaves the space as it was.
+    ///
+    /// # Errors
+    /// The first operation the simulated space refused.
+    pub fn load(&mut self, plan: &Plan<N>) -> Result<(), SimError> {
+        let mut staged = self.clone();
+        apply(plan, &mut staged)?;
+        *self = staged;
+        Ok(())
+    }
+
+    /// /proc/PID/maps of the simulated space; `info` names each file (path, device, inode).
+    pub fn maps(
+        &self,
+        info: impl Fn(&N) -> (String, (u32, u32), u64),
+        brk: (u64, u64),
+        vsyscall: bool,
+    ) -> Vec<MapsLine> {
+        maps_lines(
+            self.vmas.iter(),
+            |i| self.files.get(i).map_or((String::new(), (0, 0), 0), &info),
+            brk,
+            vsyscall,
+        )
+    }
+
     fn check(&self, addr: u64, len: u64) -> Result<(), SimError> {
         let mut at = addr;
         let end = addr.saturating_add(len);

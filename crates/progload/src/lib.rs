@@ -41,6 +41,7 @@ pub mod profile;
 pub mod resolve;
 pub mod rng;
 pub mod stack;
+pub mod vdso;
 
 pub use apply::{apply, AddressSpace, MapsLine, SimAddressSpace};
 pub use errno::Errno;

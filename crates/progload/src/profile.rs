@@ -71,6 +71,20 @@ pub struct Vdso {
 }
 
 impl Vdso {
+    /// A vDSO from its data pages and a validated image.
+    ///
+    /// # Errors
+    /// When the image fails [`crate::vdso::validate`].
+    pub fn new(
+        data: Vec<VdsoPart>,
+        image: Arc<[u8]>,
+        arch: Arch,
+        page: u64,
+    ) -> Result<Self, crate::vdso::VdsoError> {
+        crate::vdso::validate(&image, arch, page)?;
+        Ok(Vdso { data, image })
+    }
+
     /// Number of pages of the text image.
     pub fn text_pages(&self, page_size: u64) -> u64 {
         (self.image.len() as u64).div_ceil(page_size).max(1)
@@ -134,7 +148,7 @@ pub struct Profile {
 
 impl Profile {
     /// Linux 6.18 on x86_64 with 4-level paging, defaults of a Debian/Firecracker build:
-    /// 8 MiB stack, randomization on, 4+2 vvar pages and a 2-page vDSO (zero-filled image).
+    /// 8 MiB stack, randomization on, 4+2 vvar pages and a 2-page placeholder vDSO image.
     pub fn linux_6_18_x86_64() -> Self {
         let page = 4096;
         Profile {
@@ -165,7 +179,7 @@ impl Profile {
                         prot: 4,
                     },
                 ],
-                image: Arc::from(vec![0u8; 2 * 4096]),
+                image: Arc::from(crate::vdso::placeholder(Arch::X86_64, 2, page)),
             }),
             vsyscall: true,
             stack_rlimit: Some(8 << 20),
@@ -181,7 +195,7 @@ impl Profile {
     }
 
     /// Linux 6.18 on AArch64 with 4 KiB pages and 48-bit VA: 8 MiB stack, randomization on,
-    /// 4 vvar pages and a 1-page vDSO (zero-filled image).
+    /// 4 vvar pages and a 1-page placeholder vDSO image.
     pub fn linux_6_18_aarch64() -> Self {
         let page = 4096;
         let top = aarch64::DEFAULT_MAP_WINDOW_64;
@@ -206,7 +220,7 @@ impl Profile {
                     pages: 4,
                     prot: 4,
                 }],
-                image: Arc::from(vec![0u8; 4096]),
+                image: Arc::from(crate::vdso::placeholder(Arch::Aarch64, 1, page)),
             }),
             vsyscall: false,
             stack_rlimit: Some(8 << 20),

@@ -5,7 +5,12 @@ use progload::profile::ADDR_NO_RANDOMIZE;
 use progload::{plan, LoadRequest, MemFs, Profile, SeededRng};
 use progload_testkit::elfbuild;
 
-fn layout(fs: &MemFs, profile: &Profile, path: &str, seed: u64) -> (Vec<(u64, u64)>, u64, u64, u64) {
+fn layout(
+    fs: &MemFs,
+    profile: &Profile,
+    path: &str,
+    seed: u64,
+) -> (Vec<(u64, u64)>, u64, u64, u64) {
     let req = LoadRequest::new(path, vec![path.as_bytes().to_vec()], vec![b"A=1".to_vec()]);
     let p = plan(fs, profile, &req, &mut SeededRng::new(seed)).expect("plan");
     let maps = p.maps().iter().map(|m| (m.start, m.end)).collect();
@@ -14,8 +19,16 @@ fn layout(fs: &MemFs, profile: &Profile, path: &str, seed: u64) -> (Vec<(u64, u6
 
 fn fs() -> MemFs {
     let mut fs = MemFs::new();
-    fs.add_file(b"/static", 0o755, elfbuild::ElfBuilder::minimal_x86_64_exec().build());
-    fs.add_file(b"/pie", 0o755, elfbuild::ElfBuilder::minimal_x86_64_dyn().build());
+    fs.add_file(
+        b"/static",
+        0o755,
+        elfbuild::ElfBuilder::minimal_x86_64_exec().build(),
+    );
+    fs.add_file(
+        b"/pie",
+        0o755,
+        elfbuild::ElfBuilder::minimal_x86_64_dyn().build(),
+    );
     fs
 }
 
@@ -41,7 +54,10 @@ fn no_randomize_ignores_the_seed() {
     let mut profile = Profile::linux_6_18_x86_64();
     profile.personality |= ADDR_NO_RANDOMIZE;
     for path in ["/static", "/pie"] {
-        assert_eq!(layout(&fs, &profile, path, 1), layout(&fs, &profile, path, 2));
+        assert_eq!(
+            layout(&fs, &profile, path, 1),
+            layout(&fs, &profile, path, 2)
+        );
     }
 }
 
@@ -57,7 +73,10 @@ fn randomized_pie_keeps_kernel_alignment_and_ranges() {
         assert!(first < profile.stack_top);
         assert_eq!(sp % 16, 0);
         // brk moved to ELF_ET_DYN_BASE, then randomized within 1 GiB.
-        assert!(brk >= profile.elf_et_dyn_base && brk < profile.elf_et_dyn_base + (1 << 30) + 4096, "{brk:#x}");
+        assert!(
+            brk >= profile.elf_et_dyn_base && brk < profile.elf_et_dyn_base + (1 << 30) + 4096,
+            "{brk:#x}"
+        );
         assert!(entry >= first);
     }
 }

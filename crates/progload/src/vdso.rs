@@ -1,0 +1,152 @@
+//! vDSO images: validation (what gVisor's `PrepareVDSO`/`validateVDSO` rejects) and a minimal
+//! placeholder image for presets. Placement lives in the plan (`ARCH_SETUP_ADDITIONAL_PAGES`).
+
+use alloc::vec::Vec;
+
+use object::elf::{
+    FileHeader64, ProgramHeader64, ELFCLASS64, ELFDATA2LSB, ET_DYN, ET_EXEC, EV_CURRENT, PF_R,
+    PF_X, PT_LOAD,
+};
+use object::LittleEndian as LE;
+
+use crate::arch::Arch;
+
+/// Why a vDSO image was rejected.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum VdsoError {
+    /// Not a little-endian ELF64 of the profile's machine, type ET_EXEC/ET_DYN, version 1.
+    #[error("the vDSO is not a little-endian ELF64 shared object for this machine")]
+    Header,
+    /// The program header table is malformed or lies outside the image.
+    #[error("the vDSO's program headers are malformed or outside the image")]
+    ProgramHeaders,
+    /// The first PT_LOAD does not start at file offset 0.
+    #[error("the vDSO's first PT_LOAD does not start at offset 0")]
+    FirstOffset,
+    /// A PT_LOAD's file layout differs from its memory layout.
+    #[error("a vDSO PT_LOAD's file offset differs from its memory offset")]
+    Layout,
+    /// A PT_LOAD has bss (p_memsz != p_filesz).
+    #[error("a vDSO PT_LOAD has p_memsz != p_filesz")]
+    Bss,
+    /// A PT_LOAD ends past the image.
+    #[error("a vDSO PT_LOAD ends past the image")]
+    PastEnd,
+    /// PT_LOADs are out of order or share a page.
+    #[error("vDSO PT_LOADs are out of order or share a page")]
+    Order,
+}
+
+/// Checks a vDSO image: header, program headers, and PT_LOADs laid out in the file exactly as
+/// in memory, without bss, in order, each on its own pages.
+///
+/// # Errors
+/// The first rule the image breaks.
+pub fn validate(image: &[u8], arch: Arch, page: u64) -> Result<(), VdsoError> {
+    let raw = image.get(..64).ok_or(VdsoError::Header)?;
+    let (h, _) =
+        object::pod::from_bytes::<FileHeader64<LE>>(raw).map_err(|()| VdsoError::Header)?;
+    let id = &h.e_ident;
+    let e_type = h.e_type.get(LE);
+    if id.magic != object::elf::ELFMAG
+        || id.class != ELFCLASS64
+        || id.data != ELFDATA2LSB
+        || id.version != EV_CURRENT
+        || h.e_machine.get(LE) != arch.spec().e_machine
+        || (e_type != ET_EXEC && e_type != ET_DYN)
+        || h.e_phentsize.get(LE) != 56
+    {
+        return Err(VdsoError::Header);
+    }
+    let phnum = usize::from(h.e_phnum.get(LE));
+    if phnum == 0 || phnum > 73 {
+        return Err(VdsoError::ProgramHeaders);
+    }
+    let off = usize::try_from(h.e_phoff.get(LE)).map_err(|_| VdsoError::ProgramHeaders)?;
+    let table = off
+        .checked_add(phnum * 56)
+        .and_then(|end| image.get(off..end))
+        .ok_or(VdsoError::ProgramHeaders)?;
+    let (phdrs, _) = object::pod::slice_from_bytes::<ProgramHeader64<LE>>(table, phnum)
+        .map_err(|()| VdsoError::ProgramHeaders)?;
+    let mut first_vaddr = None;
+    let mut prev_end: Option<u64> = None;
+    for p in phdrs.iter().filter(|p| p.p_type.get(LE) == PT_LOAD) {
+        let (offset, vaddr) = (p.p_offset.get(LE), p.p_vaddr.get(LE));
+        let (filesz, memsz) = (p.p_filesz.get(LE), p.p_memsz.get(LE));
+        let base = *first_vaddr.get_or_insert(vaddr);
+        if prev_end.is_none() && offset != 0 {
+            return Err(VdsoError::FirstOffset);
+        }
+        let mem_off = vaddr.wrapping_sub(base);
+        if mem_off != offset {
+            return Err(VdsoError::Layout);
+        }
+        if memsz != filesz {
+            return Err(VdsoError::Bss);
+        }
+        let end = mem_off.checked_add(memsz).ok_or(VdsoError::PastEnd)?;
+        if end > image.len() as u64 {
+            return Err(VdsoError::PastEnd);
+        }
+        if let Some(prev) = prev_end {
+            if mem_off < prev || prev & !(page - 1) >= mem_off & !(page - 1) {
+                return Err(VdsoError::Order);
+            }
+        }
+        prev_end = Some(end);
+    }
+    Ok(())
+}
+
+/// A minimal valid vDSO image of `pages` pages for `arch` (an ELF header and one r-x PT_LOAD
+/// covering the image), for presets that plan without a host.
+pub fn placeholder(arch: Arch, pages: u64, page: u64) -> Vec<u8> {
+    let len = (pages.max(1) * page) as usize;
+    let mut f = alloc::vec![0u8; len];
+    let put = |f: &mut Vec<u8>, at: usize, bytes: &[u8]| {
+        if let Some(d) = f.get_mut(at..at + bytes.len()) {
+            d.copy_from_slice(bytes);
+        }
+    };
+    put(&mut f, 0, &object::elf::ELFMAG);
+    put(&mut f, 4, &[ELFCLASS64, ELFDATA2LSB, EV_CURRENT]);
+    put(&mut f, 16, &ET_DYN.to_le_bytes());
+    put(&mut f, 18, &arch.spec().e_machine.to_le_bytes());
+    put(&mut f, 20, &1u32.to_le_bytes());
+    put(&mut f, 32, &64u64.to_le_bytes());
+    put(&mut f, 52, &64u16.to_le_bytes());
+    put(&mut f, 54, &56u16.to_le_bytes());
+    put(&mut f, 56, &1u16.to_le_bytes());
+    put(&mut f, 64, &PT_LOAD.to_le_bytes());
+    put(&mut f, 68, &(PF_R | PF_X).to_le_bytes());
+    put(&mut f, 96, &(len as u64).to_le_bytes());
+    put(&mut f, 104, &(len as u64).to_le_bytes());
+    put(&mut f, 112, &page.to_le_bytes());
+    f
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholder_is_valid_and_corruptions_are_not() {
+        let img = placeholder(Arch::X86_64, 2, 4096);
+        assert_eq!(validate(&img, Arch::X86_64, 4096), Ok(()));
+        assert_eq!(validate(&img, Arch::Aarch64, 4096), Err(VdsoError::Header));
+        let mut bad = img.clone();
+        bad[96..104].copy_from_slice(&(3 * 4096u64).to_le_bytes()); // filesz past the end
+        assert_eq!(validate(&bad, Arch::X86_64, 4096), Err(VdsoError::Bss));
+        let mut bad = img.clone();
+        bad[72..80].copy_from_slice(&4096u64.to_le_bytes()); // first p_offset != 0
+        assert_eq!(
+            validate(&bad, Arch::X86_64, 4096),
+            Err(VdsoError::FirstOffset)
+        );
+        assert_eq!(
+            validate(&img[..10], Arch::X86_64, 4096),
+            Err(VdsoError::Header)
+        );
+    }
+}
