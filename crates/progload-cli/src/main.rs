@@ -30,7 +30,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Plan `execve(PROGRAM, [PROGRAM, ARGS...], env)` and print the new process image.
-    Plan(PlanArgs),
+    Plan(Box<PlanArgs>),
     /// Print a profile (the host's by default) as JSON, for `--profile FILE`.
     Profile {
         /// A preset name (x86_64, aarch64) instead of the host.

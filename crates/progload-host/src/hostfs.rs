@@ -41,7 +41,9 @@ fn errno(e: rustix::io::Errno) -> Errno {
 
 /// Filesystems whose `get_unmapped_area` is `thp_get_unmapped_area` (2 MiB alignment of
 /// large file mappings): ext2/3/4, xfs, btrfs, with transparent huge pages configured.
-fn thp_filesystem(f_type: i64) -> bool {
+#[allow(clippy::useless_conversion)] // f_type's width differs between architectures
+fn thp_filesystem(f_type: impl Into<i64>) -> bool {
+    let f_type: i64 = f_type.into();
     const EXT4: i64 = 0xef53;
     const XFS: i64 = 0x5846_5342;
     const BTRFS: i64 = 0x9123_683e;
@@ -129,7 +131,7 @@ impl FileSystem for HostFs {
             (Ok(vfs), Ok(fs)) => (
                 vfs.f_flag.contains(StatVfsMountFlags::NOEXEC),
                 vfs.f_flag.contains(StatVfsMountFlags::NOSUID),
-                thp_filesystem(fs.f_type as i64),
+                thp_filesystem(fs.f_type),
             ),
             _ => (false, false, false),
         };

@@ -22,15 +22,30 @@ fn root_cannot_be_escaped() {
     profile.personality |= ADDR_NO_RANDOMIZE;
     let go = |path: &str| {
         let req = LoadRequest::new(path, vec![b"x".to_vec()], vec![]);
-        plan(&fs, &profile, &req, &mut SeededRng::new(0)).map(|p| (p.exe.clone(), p.maps())).map_err(|e| e.errno())
+        plan(&fs, &profile, &req, &mut SeededRng::new(0))
+            .map(|p| (p.exe.clone(), p.maps()))
+            .map_err(|e| e.errno())
     };
-    for inside in ["/bin/prog", "/esc/bin/prog", "/bin/up/bin/prog", "/../../bin/prog", "/esc/esc/../bin/prog"] {
+    for inside in [
+        "/bin/prog",
+        "/esc/bin/prog",
+        "/bin/up/bin/prog",
+        "/../../bin/prog",
+        "/esc/esc/../bin/prog",
+    ] {
         let (exe, maps) = go(inside).unwrap_or_else(|e| panic!("{inside}: {e}"));
         assert_eq!(exe, b"/bin/prog", "{inside}");
-        assert!(maps.iter().all(|m| m.path.is_empty() || m.path.starts_with('[') || m.path == "/bin/prog"));
+        assert!(maps
+            .iter()
+            .all(|m| m.path.is_empty() || m.path.starts_with('[') || m.path == "/bin/prog"));
     }
     // These name host files outside the root: inside it they do not exist.
-    for outside in ["/abs", "/esc/usr/bin/true", "/bin/up/usr/bin/true", "/procroot"] {
+    for outside in [
+        "/abs",
+        "/esc/usr/bin/true",
+        "/bin/up/usr/bin/true",
+        "/procroot",
+    ] {
         assert_eq!(go(outside).map(|_| ()), Err(Errno::ENOENT), "{outside}");
     }
 }

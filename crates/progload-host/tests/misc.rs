@@ -18,7 +18,10 @@ struct Registered(String);
 
 impl Drop for Registered {
     fn drop(&mut self) {
-        if let Ok(mut f) = std::fs::OpenOptions::new().write(true).open(format!("{MISC}/{}", self.0)) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .write(true)
+            .open(format!("{MISC}/{}", self.0))
+        {
             let _ = f.write_all(b"-1");
         }
     }
@@ -26,11 +29,20 @@ impl Drop for Registered {
 
 fn register(rule: &str, name: &str) -> Registered {
     if !std::path::Path::new(&format!("{MISC}/register")).exists() {
-        let st = std::process::Command::new("mount").args(["-t", "binfmt_misc", "binfmt_misc", MISC]).status();
-        assert!(st.is_ok_and(|s| s.success()), "cannot mount binfmt_misc (needs root)");
+        let st = std::process::Command::new("mount")
+            .args(["-t", "binfmt_misc", "binfmt_misc", MISC])
+            .status();
+        assert!(
+            st.is_ok_and(|s| s.success()),
+            "cannot mount binfmt_misc (needs root)"
+        );
     }
-    let mut f = std::fs::OpenOptions::new().write(true).open(format!("{MISC}/register")).expect("open register");
-    f.write_all(rule.as_bytes()).unwrap_or_else(|e| panic!("register {rule}: {e}"));
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("{MISC}/register"))
+        .expect("open register");
+    f.write_all(rule.as_bytes())
+        .unwrap_or_else(|e| panic!("register {rule}: {e}"));
     Registered(name.to_string())
 }
 
@@ -48,20 +60,31 @@ fn same(rule_text: &str, name: &str, file: &std::path::Path, argv: &[&str]) {
     };
     let mut outcome = probe(&req).unwrap();
     for _ in 0..50 {
-        if !matches!(outcome, ProbeOutcome::Refused { errno: libc::ETXTBSY }) {
+        if !matches!(
+            outcome,
+            ProbeOutcome::Refused {
+                errno: libc::ETXTBSY
+            }
+        ) {
             break;
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
         outcome = probe(&req).unwrap();
     }
-    let ProbeOutcome::Stopped(kernel) = outcome else { panic!("kernel: {outcome:?}") };
+    let ProbeOutcome::Stopped(kernel) = outcome else {
+        panic!("kernel: {outcome:?}")
+    };
     let mut profile = host_profile().unwrap();
     profile.personality |= ADDR_NO_RANDOMIZE;
     let fs = HostFs::new("/").unwrap();
     let mut lr = LoadRequest::new(path, argv, vec![b"A=1".to_vec()]);
-    lr.misc_rules.push(Rule::parse(rule_text.as_bytes()).unwrap());
+    lr.misc_rules
+        .push(Rule::parse(rule_text.as_bytes()).unwrap());
     let p = plan(&fs, &profile, &lr, &mut SeededRng::new(0)).unwrap();
-    let diffs: Vec<String> = compare(&p, &kernel).iter().map(ToString::to_string).collect();
+    let diffs: Vec<String> = compare(&p, &kernel)
+        .iter()
+        .map(ToString::to_string)
+        .collect();
     assert!(diffs.is_empty(), "{rule_text}:\n{}", diffs.join("\n"));
 }
 
@@ -72,17 +95,38 @@ fn extension_and_magic_rules_with_flags() {
     let interp = interp.to_str().unwrap();
     let dir = progs::TempDir::new().unwrap();
     let ext = format!("plt{pid}");
-    let target = progs::write_executable(dir.path(), &format!("t.{ext}"), b"not an executable\n").unwrap();
+    let target =
+        progs::write_executable(dir.path(), &format!("t.{ext}"), b"not an executable\n").unwrap();
     // Extension, no flags: argv = [interpreter, path, argv[1..]].
-    same(&format!(":pl_e{pid}:E::{ext}::{interp}:"), &format!("pl_e{pid}"), &target, &["t", "one", "two"]);
+    same(
+        &format!(":pl_e{pid}:E::{ext}::{interp}:"),
+        &format!("pl_e{pid}"),
+        &target,
+        &["t", "one", "two"],
+    );
     // Preserve argv[0]: argv = [interpreter, path, argv[0], ...] and AT_FLAGS = 1.
-    same(&format!(":pl_p{pid}:E::{ext}::{interp}:P"), &format!("pl_p{pid}"), &target, &["t", "one"]);
+    same(
+        &format!(":pl_p{pid}:E::{ext}::{interp}:P"),
+        &format!("pl_p{pid}"),
+        &target,
+        &["t", "one"],
+    );
     // Open binary: AT_EXECFD.
-    same(&format!(":pl_o{pid}:E::{ext}::{interp}:O"), &format!("pl_o{pid}"), &target, &["t"]);
+    same(
+        &format!(":pl_o{pid}:E::{ext}::{interp}:O"),
+        &format!("pl_o{pid}"),
+        &target,
+        &["t"],
+    );
     // Magic with a mask at an offset.
     let magic = format!("PLM{pid:08x}");
     let body = format!("xx{magic}rest\n");
     let target2 = progs::write_executable(dir.path(), "magic", body.as_bytes()).unwrap();
     let mask = "\\xff".repeat(magic.len() - 1) + "\\x00";
-    same(&format!(":pl_m{pid}:M:2:{magic}:{mask}:{interp}:"), &format!("pl_m{pid}"), &target2, &["m", "a"]);
+    same(
+        &format!(":pl_m{pid}:M:2:{magic}:{mask}:{interp}:"),
+        &format!("pl_m{pid}"),
+        &target2,
+        &["m", "a"],
+    );
 }

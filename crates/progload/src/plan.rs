@@ -807,6 +807,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
 
     /// `vm_mmap()` of a private file mapping. `fixed` is MAP_FIXED, `noreplace`
     /// MAP_FIXED_NOREPLACE; returns the address.
+    #[allow(clippy::too_many_arguments)] // mirrors vm_mmap()'s own parameter list
     fn mmap_file(
         &mut self,
         file: usize,

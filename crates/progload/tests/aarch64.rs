@@ -8,7 +8,9 @@ use std::sync::Arc;
 use progload::auxv::*;
 use progload::profile::{Vdso, VdsoPart, ADDR_NO_RANDOMIZE};
 use progload::{plan, LoadRequest, MemFs, Profile, SeededRng};
-use progload_testkit::elfbuild::{ElfBuilder, ProgramHeader, EM_AARCH64, ET_DYN, ET_EXEC, PF_R, PF_W, PF_X};
+use progload_testkit::elfbuild::{
+    ElfBuilder, ProgramHeader, EM_AARCH64, ET_DYN, ET_EXEC, PF_R, PF_W, PF_X,
+};
 
 fn linux_6_1_arm64() -> Profile {
     let mut p = Profile::linux_6_18_aarch64();
@@ -20,8 +22,16 @@ fn linux_6_1_arm64() -> Profile {
     p.minsigstksz = 0x2700;
     p.vdso = Some(
         Vdso::new(
-            vec![VdsoPart { name: "[vvar]".into(), pages: 2, prot: 4 }],
-            Arc::from(progload::vdso::placeholder(progload::arch::Arch::Aarch64, 1, 4096)),
+            vec![VdsoPart {
+                name: "[vvar]".into(),
+                pages: 2,
+                prot: 4,
+            }],
+            Arc::from(progload::vdso::placeholder(
+                progload::arch::Arch::Aarch64,
+                1,
+                4096,
+            )),
             progload::arch::Arch::Aarch64,
             4096,
         )
@@ -41,8 +51,15 @@ fn aux(p: &progload::Plan<usize>, t: u64) -> u64 {
 fn static_exec_stack_and_vdso_match_the_recorded_kernel() {
     let mut b = ElfBuilder::new(ET_EXEC, EM_AARCH64);
     b.header.e_entry = 0x40010c;
-    b.phdrs.push(ProgramHeader::load(PF_R | PF_X, 0, 0x400000, 0x120, 0x120));
-    b.phdrs.push(ProgramHeader::load(PF_R | PF_W, 0x120, 0x410120, 0x10, 0x20));
+    b.phdrs
+        .push(ProgramHeader::load(PF_R | PF_X, 0, 0x400000, 0x120, 0x120));
+    b.phdrs.push(ProgramHeader::load(
+        PF_R | PF_W,
+        0x120,
+        0x410120,
+        0x10,
+        0x20,
+    ));
     b.phdrs.push(ProgramHeader::gnu_stack(PF_R | PF_W));
     b.min_len = 0x200;
     let mut fs = MemFs::new();
@@ -65,10 +82,17 @@ fn static_exec_stack_and_vdso_match_the_recorded_kernel() {
     let vvar = maps.iter().find(|m| m.path == "[vvar]").unwrap();
     assert_eq!((vvar.start, vvar.end), (0xffff_f7ff_d000, 0xffff_f7ff_f000));
     let stack = maps.iter().find(|m| m.path == "[stack]").unwrap();
-    assert_eq!((stack.start, stack.end), (0xffff_fffd_f000, 0x1_0000_0000_0000));
+    assert_eq!(
+        (stack.start, stack.end),
+        (0xffff_fffd_f000, 0x1_0000_0000_0000)
+    );
     assert!(maps.iter().all(|m| m.path != "[vsyscall]"));
     // Registers: pc, sp, everything else 0.
-    assert!(p.registers.named().iter().all(|&(n, v)| v == 0 || n == "pc" || n == "sp"));
+    assert!(p
+        .registers
+        .named()
+        .iter()
+        .all(|&(n, v)| v == 0 || n == "pc" || n == "sp"));
 }
 
 fn static_pie(total: u64, align: u64) -> Vec<u8> {
@@ -88,7 +112,10 @@ fn static_pie(total: u64, align: u64) -> Vec<u8> {
 #[test]
 fn static_pie_alignment_matches_the_recorded_kernel() {
     let profile = linux_6_1_arm64();
-    for (total, align, base) in [(0xa8000, 0x10000, 0xffff_f7f5_0000u64), (0x408000, 0x200000, 0xffff_f7a0_0000)] {
+    for (total, align, base) in [
+        (0xa8000, 0x10000, 0xffff_f7f5_0000u64),
+        (0x408000, 0x200000, 0xffff_f7a0_0000),
+    ] {
         let mut fs = MemFs::new();
         fs.add_file(b"/sp", 0o755, static_pie(total, align));
         let req = LoadRequest::new("/sp", vec![b"/sp".to_vec()], vec![]);

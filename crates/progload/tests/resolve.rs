@@ -26,7 +26,11 @@ fn fs() -> MemFs {
     fs.add_special(b"/dev/null", FileKind::CharDevice, 0o666);
     // A chain of links: /c0 -> /c1 -> ... -> /cN -> /bin/prog.
     for i in 0..45 {
-        let target = if i == 44 { b"/bin/prog".to_vec() } else { format!("/c{}", i + 1).into_bytes() };
+        let target = if i == 44 {
+            b"/bin/prog".to_vec()
+        } else {
+            format!("/c{}", i + 1).into_bytes()
+        };
         fs.add_symlink(format!("/c{i}").as_bytes(), &target);
     }
     fs
@@ -39,11 +43,17 @@ fn profile() -> Profile {
 }
 
 fn run_with(fs: &MemFs, p: &Profile, req: LoadRequest<usize>) -> Result<Vec<u8>, Errno> {
-    plan(fs, p, &req, &mut SeededRng::new(0)).map(|p| p.exe).map_err(|e| e.errno())
+    plan(fs, p, &req, &mut SeededRng::new(0))
+        .map(|p| p.exe)
+        .map_err(|e| e.errno())
 }
 
 fn run(path: &str) -> Result<Vec<u8>, Errno> {
-    run_with(&fs(), &profile(), LoadRequest::new(path, vec![b"x".to_vec()], vec![]))
+    run_with(
+        &fs(),
+        &profile(),
+        LoadRequest::new(path, vec![b"x".to_vec()], vec![]),
+    )
 }
 
 #[test]
@@ -73,7 +83,10 @@ fn path_errors() {
     assert_eq!(run("/nope"), Err(Errno::ENOENT));
     assert_eq!(run("/bin/prog/x"), Err(Errno::ENOTDIR));
     assert_eq!(run("/bin/prog/"), Err(Errno::ENOTDIR));
-    assert_eq!(run(&format!("/{}", "a".repeat(256))), Err(Errno::ENAMETOOLONG));
+    assert_eq!(
+        run(&format!("/{}", "a".repeat(256))),
+        Err(Errno::ENAMETOOLONG)
+    );
     assert_eq!(run(&"/a".repeat(2048)), Err(Errno::ENAMETOOLONG));
     assert_eq!(run("/bin"), Err(Errno::EACCES));
     assert_eq!(run("/bin/"), Err(Errno::EACCES));
@@ -85,12 +98,25 @@ fn path_errors() {
 #[test]
 fn permissions_of_an_unprivileged_caller() {
     let mut p = profile();
-    p.credentials = Credentials { uid: 1000, euid: 1000, gid: 1000, egid: 1000, groups: vec![], no_new_privs: false };
+    p.credentials = Credentials {
+        uid: 1000,
+        euid: 1000,
+        gid: 1000,
+        egid: 1000,
+        groups: vec![],
+        no_new_privs: false,
+    };
     let req = |path: &str| LoadRequest::new(path, vec![b"x".to_vec()], vec![]);
     assert_eq!(run_with(&fs(), &p, req("/locked/prog")), Err(Errno::EACCES));
-    assert_eq!(run_with(&fs(), &p, req("/bin/owneronly")), Ok(b"/bin/owneronly".to_vec()));
+    assert_eq!(
+        run_with(&fs(), &p, req("/bin/owneronly")),
+        Ok(b"/bin/owneronly".to_vec())
+    );
     p.credentials.euid = 1001;
-    assert_eq!(run_with(&fs(), &p, req("/bin/owneronly")), Err(Errno::EACCES));
+    assert_eq!(
+        run_with(&fs(), &p, req("/bin/owneronly")),
+        Err(Errno::EACCES)
+    );
 }
 
 #[test]
@@ -112,18 +138,47 @@ fn execveat_forms() {
     let fs = fs();
     let p = profile();
     let root = DirPath::root(fs.root());
-    let node = fs.lookup(&fs.lookup(&fs.root(), b"bin").unwrap(), b"prog").unwrap();
+    let node = fs
+        .lookup(&fs.lookup(&fs.root(), b"bin").unwrap(), b"prog")
+        .unwrap();
     let mut req = LoadRequest::new("", vec![b"x".to_vec()], vec![]);
-    req.executable = Executable::Fd { fd: 3, node, path: b"/bin/prog".to_vec(), name: b"prog".to_vec(), cloexec: false };
+    req.executable = Executable::Fd {
+        fd: 3,
+        node,
+        path: b"/bin/prog".to_vec(),
+        name: b"prog".to_vec(),
+        cloexec: false,
+    };
     let planned = plan(&fs, &p, &req, &mut SeededRng::new(0)).unwrap();
-    assert_eq!((planned.execfn.as_slice(), planned.comm.as_slice()), (&b"/dev/fd/3"[..], &b"prog"[..]));
+    assert_eq!(
+        (planned.execfn.as_slice(), planned.comm.as_slice()),
+        (&b"/dev/fd/3"[..], &b"prog"[..])
+    );
 
     let bin = progload::resolve::resolve_dir(&fs, &p.credentials, &root, b"/bin").unwrap();
-    req.executable = Executable::At { fd: 5, dir: bin.clone(), path: b"prog".to_vec(), cloexec: false };
+    req.executable = Executable::At {
+        fd: 5,
+        dir: bin.clone(),
+        path: b"prog".to_vec(),
+        cloexec: false,
+    };
     let planned = plan(&fs, &p, &req, &mut SeededRng::new(0)).unwrap();
-    assert_eq!((planned.execfn.as_slice(), planned.comm.as_slice()), (&b"/dev/fd/5/prog"[..], &b"prog"[..]));
+    assert_eq!(
+        (planned.execfn.as_slice(), planned.comm.as_slice()),
+        (&b"/dev/fd/5/prog"[..], &b"prog"[..])
+    );
 
     // A script through a close-on-exec descriptor cannot be reopened by its interpreter.
-    req.executable = Executable::At { fd: 5, dir: bin, path: b"script".to_vec(), cloexec: true };
-    assert_eq!(plan(&fs, &p, &req, &mut SeededRng::new(0)).map(|_| ()).map_err(|e| e.errno()), Err(Errno::ENOENT));
+    req.executable = Executable::At {
+        fd: 5,
+        dir: bin,
+        path: b"script".to_vec(),
+        cloexec: true,
+    };
+    assert_eq!(
+        plan(&fs, &p, &req, &mut SeededRng::new(0))
+            .map(|_| ())
+            .map_err(|e| e.errno()),
+        Err(Errno::ENOENT)
+    );
 }
