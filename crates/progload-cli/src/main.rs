@@ -1,5 +1,6 @@
 //! `progload`: plan an exec exactly as Linux would, and show it.
 
+mod check;
 mod profile_file;
 mod report;
 
@@ -31,6 +32,11 @@ struct Cli {
 enum Command {
     /// Plan `execve(PROGRAM, [PROGRAM, ARGS...], env)` and print the new process image.
     Plan(Box<PlanArgs>),
+    /// Exec PROGRAM under ptrace (ADDR_NO_RANDOMIZE, stopped at its first instruction) and
+    /// compare the kernel's image with the plan, field by field. Exit 0 only when identical.
+    /// With `--sweep`, the operands are directories and every executable file under them is
+    /// checked.
+    Check(Box<CheckArgs>),
     /// Print a profile (the host's by default) as JSON, for `--profile FILE`.
     Profile {
         /// A preset name (x86_64, aarch64) instead of the host.
@@ -44,48 +50,48 @@ enum Command {
 pub struct ExecArgs {
     /// Host directory used as the root of the exec (`/` inside the plan). Never escaped.
     #[arg(long, value_name = "DIR", default_value = "/")]
-    root: PathBuf,
+    pub(crate) root: PathBuf,
     /// Working directory inside the root that relative paths resolve from
     /// (default: the current directory when the root is `/`, else `/`).
     #[arg(long, value_name = "DIR")]
-    cwd: Option<OsString>,
+    pub(crate) cwd: Option<OsString>,
     /// Replace argv[0] (default: PROGRAM as given).
     #[arg(long, value_name = "NAME")]
-    argv0: Option<OsString>,
+    pub(crate) argv0: Option<OsString>,
     /// Start from an empty environment instead of inheriting this one.
     #[arg(long)]
-    env_clear: bool,
+    pub(crate) env_clear: bool,
     /// Set an environment variable (repeatable).
     #[arg(short = 'e', long = "env", value_name = "K=V")]
-    env: Vec<OsString>,
+    pub(crate) env: Vec<OsString>,
     /// Plan as under `setarch -R` (personality ADDR_NO_RANDOMIZE).
     #[arg(long)]
-    no_randomize: bool,
+    pub(crate) no_randomize: bool,
     /// Seed the randomness (layout entropy and AT_RANDOM) for a reproducible plan.
     #[arg(long, value_name = "N")]
-    seed: Option<u64>,
+    pub(crate) seed: Option<u64>,
     /// The 16 AT_RANDOM bytes as 32 hex digits.
     #[arg(long, value_name = "HEX32")]
-    random_bytes: Option<String>,
+    pub(crate) random_bytes: Option<String>,
     /// Profile: a preset name (x86_64, aarch64) or a JSON file (see `progload profile`).
     /// Default: this host.
     #[arg(long, value_name = "FILE|PRESET")]
-    profile: Option<String>,
+    pub(crate) profile: Option<String>,
     /// RLIMIT_STACK for the exec, in bytes or `unlimited` (default: the profile's).
     #[arg(long, value_name = "BYTES")]
-    stack_limit: Option<String>,
+    pub(crate) stack_limit: Option<String>,
     /// A binfmt_misc rule `:name:type:offset:magic:mask:interpreter:flags` (repeatable;
     /// later rules win, as newer registrations do).
     #[arg(long = "binfmt-misc", value_name = "RULE")]
-    misc: Vec<OsString>,
+    pub(crate) misc: Vec<OsString>,
     /// Look PROGRAM up in $PATH when it has no `/` (as execvp does).
     #[arg(long)]
-    path_search: bool,
+    pub(crate) path_search: bool,
     /// The program to execute.
-    program: OsString,
+    pub(crate) program: OsString,
     /// Its arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    args: Vec<OsString>,
+    pub(crate) args: Vec<OsString>,
 }
 
 #[derive(Args)]
@@ -97,10 +103,25 @@ struct PlanArgs {
     exec: ExecArgs,
 }
 
-/// A failure of the CLI itself (bad option), not of the exec.
-struct Usage(String);
+#[derive(Args)]
+pub(crate) struct CheckArgs {
+    /// Print JSON instead of the report.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Check every executable regular file under the directories given as operands.
+    #[arg(long)]
+    pub(crate) sweep: bool,
+    /// Parallel checks in a sweep.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) jobs: usize,
+    #[command(flatten)]
+    pub(crate) exec: ExecArgs,
+}
 
-fn load_profile(a: &ExecArgs) -> Result<Profile, Usage> {
+/// A failure of the CLI itself (bad option), not of the exec.
+pub(crate) struct Usage(pub(crate) String);
+
+pub(crate) fn load_profile(a: &ExecArgs) -> Result<Profile, Usage> {
     let mut p = match &a.profile {
         None => host_profile().map_err(|e| Usage(format!("cannot read the host profile: {e}")))?,
         Some(name) => match Profile::preset(name) {
@@ -133,7 +154,7 @@ fn load_profile(a: &ExecArgs) -> Result<Profile, Usage> {
     Ok(p)
 }
 
-fn environment(a: &ExecArgs) -> Vec<Vec<u8>> {
+pub(crate) fn environment(a: &ExecArgs) -> Vec<Vec<u8>> {
     let mut env: Vec<(Vec<u8>, Vec<u8>)> = if a.env_clear {
         Vec::new()
     } else {
@@ -332,6 +353,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Plan(args) => run_plan(&args),
+        Command::Check(args) => check::run(&args),
         Command::Profile { preset } => {
             let p = match preset {
                 Some(name) => match Profile::preset(&name) {

@@ -188,3 +188,202 @@ pub fn compare<N>(plan: &Plan<N>, k: &KernelImage) -> Vec<Difference> {
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
+
+/// What the kernel did with an exec.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KernelOutcome {
+    /// Reached the first instruction.
+    Ran,
+    /// `execve` returned this errno.
+    Refused(progload::Errno),
+    /// The process was killed by this signal (after the point of no return).
+    Killed(i32),
+}
+
+/// What the plan said.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PlanOutcome {
+    /// A plan.
+    Planned,
+    /// An error with its errno, and whether it is fatal.
+    Failed(progload::Errno, bool, String),
+}
+
+/// The verdict of one differential check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The kernel ran it and the plan is identical field by field.
+    Identical,
+    /// The plan was randomized (a set-id exec clears ADDR_NO_RANDOMIZE): everything that does
+    /// not depend on the random draws is identical (shapes of the maps, auxv values other than
+    /// addresses, strings, credentials, comm).
+    IdenticalModuloRandomization,
+    /// Both refused with the same errno.
+    SameErrno(progload::Errno),
+    /// The kernel killed the process and the plan's error is fatal.
+    BothFatal,
+    /// The kernel ran it and fields differ.
+    Differ(Vec<Difference>),
+    /// The outcomes disagree (ran vs refused, or different errnos).
+    Mismatch(KernelOutcome, PlanOutcome),
+}
+
+impl Verdict {
+    /// Whether the plan agrees with the kernel.
+    pub fn agrees(&self) -> bool {
+        !matches!(self, Verdict::Differ(_) | Verdict::Mismatch(..))
+    }
+}
+
+/// One exec to check: the kernel runs it with the calling process's root (`/`).
+#[derive(Clone, Debug)]
+pub struct CheckRequest {
+    /// The path as passed to execve.
+    pub path: Vec<u8>,
+    /// argv (`None`: a NULL argv).
+    pub argv: Option<Vec<Vec<u8>>>,
+    /// envp.
+    pub envp: Vec<Vec<u8>>,
+    /// The working directory (host path).
+    pub cwd: std::path::PathBuf,
+    /// RLIMIT_STACK for both sides; `None` keeps this process's.
+    pub stack_rlimit: Option<Option<u64>>,
+    /// binfmt_misc rules given to the plan (they must be registered with the kernel too).
+    pub misc_rules: Vec<progload::binfmt::misc::Rule>,
+}
+
+/// Structure-only comparison for randomized plans.
+pub fn compare_unrandomized_parts<N>(plan: &Plan<N>, k: &KernelImage) -> Vec<Difference> {
+    use progload::auxv::*;
+    let mut d = Diffs(Vec::new());
+    let maps = plan.maps();
+    d.cmp("maps.len", k.maps.len(), maps.len());
+    for (i, (km, pm)) in k.maps.iter().zip(&maps).enumerate() {
+        d.cmp(
+            format!("maps[{i}].size"),
+            km.end - km.start,
+            pm.end - pm.start,
+        );
+        d.cmp(
+            format!("maps[{i}].perms"),
+            km.perms.as_str(),
+            pm.perms.as_str(),
+        );
+        d.cmp(format!("maps[{i}].offset"), km.offset, pm.offset);
+        d.cmp(
+            format!("maps[{i}].path"),
+            km.path.as_str(),
+            pm.path.as_str(),
+        );
+    }
+    d.cmp("auxv.len", k.auxv.len(), plan.auxv.len());
+    for (i, (ka, pa)) in k.auxv.iter().zip(&plan.auxv).enumerate() {
+        let address = matches!(
+            ka.0,
+            AT_SYSINFO_EHDR | AT_PHDR | AT_BASE | AT_ENTRY | AT_RANDOM | AT_EXECFN | AT_PLATFORM
+        );
+        if ka.0 != pa.0 {
+            d.cmp(format!("auxv[{i}].type"), auxv_name(ka.0), auxv_name(pa.0));
+        } else if !address {
+            d.cmp(format!("auxv[{i}] {}", auxv_name(ka.0)), ka.1, pa.1);
+        }
+    }
+    let kstr = k
+        .stack_slice(k.mm.arg_start)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
+    let off = plan.mm.arg_start.wrapping_sub(plan.stack.sp) as usize;
+    let pstr = plan
+        .stack
+        .bytes
+        .get(off..)
+        .map(<[u8]>::to_vec)
+        .unwrap_or_default();
+    d.cmp("stack strings", hex(&kstr), hex(&pstr));
+    d.cmp("comm", k.comm.as_bytes(), plan.comm.as_slice());
+    d.cmp(
+        "exe",
+        k.exe.as_os_str().as_encoded_bytes(),
+        plan.exe.as_slice(),
+    );
+    d.0
+}
+
+/// Runs the kernel's exec of `req` under ptrace (ADDR_NO_RANDOMIZE) and plans the same exec
+/// with `profile` (whose personality gets ADDR_NO_RANDOMIZE too), and compares.
+///
+/// # Errors
+/// When the probe itself fails (not when the exec fails).
+pub fn check(req: &CheckRequest, profile: &progload::Profile) -> std::io::Result<Verdict> {
+    use crate::probe::{probe, ProbeOutcome, ProbeRequest};
+    let preq = ProbeRequest {
+        path: req.path.clone(),
+        argv: req.argv.clone(),
+        envp: req.envp.clone(),
+        cwd: Some(req.cwd.clone()),
+        stack_rlimit: req.stack_rlimit,
+        no_randomize: true,
+    };
+    let mut outcome = probe(&preq)?;
+    for _ in 0..20 {
+        if !matches!(
+            outcome,
+            ProbeOutcome::Refused {
+                errno: libc::ETXTBSY
+            }
+        ) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        outcome = probe(&preq)?;
+    }
+    let mut profile = profile.clone();
+    profile.personality |= progload::profile::ADDR_NO_RANDOMIZE;
+    if let Some(r) = req.stack_rlimit {
+        profile.stack_rlimit = r;
+    }
+    let fs = crate::HostFs::new("/")?;
+    let root = progload::resolve::DirPath::root(progload::FileSystem::root(&fs));
+    let cwd = progload::resolve::resolve_dir(
+        &fs,
+        &profile.credentials,
+        &root,
+        req.cwd.as_os_str().as_encoded_bytes(),
+    )
+    .map_err(|e| std::io::Error::other(format!("cwd: {e}")))?;
+    let mut lr = progload::LoadRequest::new(req.path.clone(), Vec::new(), req.envp.clone());
+    lr.argv = req.argv.clone();
+    lr.cwd = Some(cwd);
+    lr.misc_rules = req.misc_rules.clone();
+    let planned = progload::plan(&fs, &profile, &lr, &mut progload::SeededRng::new(0));
+    let kernel_outcome = match &outcome {
+        ProbeOutcome::Stopped(_) => KernelOutcome::Ran,
+        ProbeOutcome::Refused { errno } => KernelOutcome::Refused(progload::Errno(*errno)),
+        ProbeOutcome::Killed { signal } => KernelOutcome::Killed(*signal),
+    };
+    let plan_outcome = match &planned {
+        Ok(_) => PlanOutcome::Planned,
+        Err(e) => PlanOutcome::Failed(e.errno(), e.is_fatal(), e.to_string()),
+    };
+    Ok(match (outcome, planned) {
+        (ProbeOutcome::Stopped(k), Ok(p)) => {
+            let diffs = if p.randomized {
+                compare_unrandomized_parts(&p, &k)
+            } else {
+                compare(&p, &k)
+            };
+            match (diffs.is_empty(), p.randomized) {
+                (true, false) => Verdict::Identical,
+                (true, true) => Verdict::IdenticalModuloRandomization,
+                (false, _) => Verdict::Differ(diffs),
+            }
+        }
+        (ProbeOutcome::Refused { errno }, Err(e)) if !e.is_fatal() && e.errno().0 == errno => {
+            Verdict::SameErrno(e.errno())
+        }
+        (ProbeOutcome::Killed { signal }, Err(e)) if e.is_fatal() && signal == libc::SIGSEGV => {
+            Verdict::BothFatal
+        }
+        _ => Verdict::Mismatch(kernel_outcome, plan_outcome),
+    })
+}

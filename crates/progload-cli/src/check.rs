@@ -1,0 +1,253 @@
+//! `progload check`: the plan against the live kernel, for one program or a sweep.
+
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use progload_host::check::{check, CheckRequest, Verdict};
+use serde_json::json;
+
+use crate::{environment, load_profile, CheckArgs, ExecArgs, Usage};
+
+fn request(a: &ExecArgs, path: Vec<u8>, args: &[Vec<u8>]) -> Result<CheckRequest, Usage> {
+    if a.root != Path::new("/") {
+        return Err(Usage(
+            "check runs the kernel's exec in this process's root: --root must be /".into(),
+        ));
+    }
+    let cwd = match &a.cwd {
+        Some(c) => PathBuf::from(c),
+        None => std::env::current_dir().map_err(|e| Usage(format!("current directory: {e}")))?,
+    };
+    let mut argv = vec![a
+        .argv0
+        .as_ref()
+        .map_or_else(|| path.clone(), |s| s.as_bytes().to_vec())];
+    argv.extend(args.iter().cloned());
+    let stack_rlimit = match &a.stack_limit {
+        None => None,
+        Some(s) if s == "unlimited" || s == "infinity" => Some(None),
+        Some(s) => {
+            Some(Some(s.parse().map_err(|_| {
+                Usage(format!("--stack-limit {s}: not a number"))
+            })?))
+        }
+    };
+    let mut misc_rules = Vec::new();
+    for r in &a.misc {
+        misc_rules.push(
+            progload::binfmt::misc::Rule::parse(r.as_bytes())
+                .map_err(|e| Usage(format!("--binfmt-misc: {e}")))?,
+        );
+    }
+    Ok(CheckRequest {
+        path,
+        argv: Some(argv),
+        envp: environment(a),
+        cwd,
+        stack_rlimit,
+        misc_rules,
+    })
+}
+
+fn verdict_json(v: &Verdict) -> serde_json::Value {
+    match v {
+        Verdict::Identical => json!({"verdict": "identical"}),
+        Verdict::IdenticalModuloRandomization => {
+            json!({"verdict": "identical_modulo_randomization"})
+        }
+        Verdict::SameErrno(e) => json!({"verdict": "same_errno", "errno": e.name()}),
+        Verdict::BothFatal => json!({"verdict": "both_fatal"}),
+        Verdict::Differ(d) => {
+            json!({"verdict": "differ", "differences": d.iter().map(|x| json!({"field": x.field, "kernel": x.kernel, "plan": x.plan})).collect::<Vec<_>>()})
+        }
+        Verdict::Mismatch(k, p) => {
+            json!({"verdict": "mismatch", "kernel": format!("{k:?}"), "plan": format!("{p:?}")})
+        }
+    }
+}
+
+fn verdict_text(v: &Verdict) -> String {
+    match v {
+        Verdict::Identical => "identical".into(),
+        Verdict::IdenticalModuloRandomization => {
+            "identical (the exec is set-id, so the kernel randomizes it: compared all but the random addresses)".into()
+        }
+        Verdict::SameErrno(e) => format!("identical: both refuse with {} ({})", e.name(), e.text()),
+        Verdict::BothFatal => "identical: both kill the process after the point of no return (SIGSEGV)".into(),
+        Verdict::Differ(d) => {
+            let mut s = format!("{} fields differ:", d.len());
+            for x in d {
+                s.push_str(&format!("\n  {x}"));
+            }
+            s
+        }
+        Verdict::Mismatch(k, p) => format!("outcomes differ: kernel {k:?}, plan {p:?}"),
+    }
+}
+
+pub fn run(args: &CheckArgs) -> ExitCode {
+    let profile = match load_profile(&args.exec) {
+        Ok(p) => p,
+        Err(Usage(m)) => {
+            eprintln!("progload: {m}");
+            return ExitCode::from(2);
+        }
+    };
+    if args.sweep {
+        return sweep(args, &profile);
+    }
+    let a = &args.exec;
+    let rest: Vec<Vec<u8>> = a.args.iter().map(|s| s.as_bytes().to_vec()).collect();
+    let req = match request(a, a.program.as_bytes().to_vec(), &rest) {
+        Ok(r) => r,
+        Err(Usage(m)) => {
+            eprintln!("progload: {m}");
+            return ExitCode::from(2);
+        }
+    };
+    match check(&req, &profile) {
+        Ok(v) => {
+            if args.json {
+                println!("{}", verdict_json(&v));
+            } else {
+                println!("{}", verdict_text(&v));
+            }
+            if v.agrees() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Err(e) => {
+            eprintln!("progload: check failed: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Every regular file with an execute bit under `dir` (symlinks not followed).
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = rd.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let Ok(ft) = e.file_type() else { continue };
+        let p = e.path();
+        if ft.is_dir() {
+            walk(&p, out);
+        } else if ft.is_file() {
+            use std::os::unix::fs::PermissionsExt;
+            if e.metadata()
+                .is_ok_and(|m| m.permissions().mode() & 0o111 != 0)
+            {
+                out.push(p);
+            }
+        }
+    }
+}
+
+fn sweep(args: &CheckArgs, profile: &progload::Profile) -> ExitCode {
+    let a = &args.exec;
+    let mut files = Vec::new();
+    for d in std::iter::once(&a.program).chain(a.args.iter()) {
+        walk(Path::new(d), &mut files);
+    }
+    let started = std::time::Instant::now();
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<(PathBuf, Result<Verdict, String>)>> = Mutex::new(Vec::new());
+    let tty = std::io::stderr().is_terminal() && !args.json;
+    std::thread::scope(|s| {
+        for _ in 0..args.jobs.max(1) {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(f) = files.get(i) else { break };
+                let r = request(a, f.as_os_str().as_bytes().to_vec(), &[])
+                    .map_err(|Usage(m)| m)
+                    .and_then(|req| check(&req, profile).map_err(|e| e.to_string()));
+                let mut res = results.lock().unwrap_or_else(|e| e.into_inner());
+                res.push((f.clone(), r));
+                if tty {
+                    eprint!("\r\x1b[K[{}/{}] {}", res.len(), files.len(), f.display());
+                }
+            });
+        }
+    });
+    if tty {
+        eprintln!();
+    }
+    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    results.sort_by(|x, y| x.0.cmp(&y.0));
+    let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut by_field: BTreeMap<String, usize> = BTreeMap::new();
+    let mut bad = Vec::new();
+    for (f, r) in &results {
+        let key = match r {
+            Ok(Verdict::Identical) => "identical",
+            Ok(Verdict::IdenticalModuloRandomization) => "identical_modulo_randomization",
+            Ok(Verdict::SameErrno(_)) => "refused_with_same_errno",
+            Ok(Verdict::BothFatal) => "both_fatal",
+            Ok(Verdict::Differ(d)) => {
+                for x in d {
+                    let field = x.field.split(['[', ' ']).next().unwrap_or("").to_string();
+                    *by_field.entry(field).or_default() += 1;
+                }
+                bad.push((f, r));
+                "differing"
+            }
+            Ok(Verdict::Mismatch(..)) => {
+                bad.push((f, r));
+                "mismatched_outcome"
+            }
+            Err(_) => {
+                bad.push((f, r));
+                "probe_error"
+            }
+        };
+        *counts.entry(key).or_default() += 1;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    if args.json {
+        let list: Vec<_> = bad
+            .iter()
+            .map(|(f, r)| {
+                let v = match r {
+                    Ok(v) => verdict_json(v),
+                    Err(e) => json!({"verdict": "probe_error", "error": e}),
+                };
+                json!({"file": f.display().to_string(), "result": v})
+            })
+            .collect();
+        println!(
+            "{}",
+            json!({"files": results.len(), "counts": counts, "differing_fields": by_field, "failures": list, "seconds": secs})
+        );
+    } else {
+        let mut out = std::io::stdout().lock();
+        for (f, r) in &bad {
+            let text = match r {
+                Ok(v) => verdict_text(v),
+                Err(e) => format!("probe error: {e}"),
+            };
+            let _ = writeln!(out, "{}: {text}", f.display());
+        }
+        let _ = writeln!(out, "{} files in {secs:.1} s", results.len());
+        for (k, v) in &counts {
+            let _ = writeln!(out, "  {k}: {v}");
+        }
+        for (k, v) in &by_field {
+            let _ = writeln!(out, "  differing field {k}: {v}");
+        }
+    }
+    if bad.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

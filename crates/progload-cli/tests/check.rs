@@ -1,0 +1,103 @@
+//! `progload check` and the whole-machine sweep: every executable in /usr/bin, /usr/sbin and
+//! /usr/local/bin, plus ld.so and libc.so.6 run directly, with two argv/envp variants, must
+//! agree with the kernel — 100 %, no allow-list.
+//!
+//! Set-id files are not skipped: as root their exec is still set-id (the kernel clears
+//! ADDR_NO_RANDOMIZE and randomizes them), so the plan must predict that, and everything not
+//! drawn at random (the shape of every mapping, every non-address auxv value including
+//! AT_SECURE and the new ids, the strings, comm, exe) is compared.
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn progload(args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_progload"))
+        .args(args)
+        .output()
+        .expect("run progload");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[test]
+fn check_true_is_identical() {
+    let (code, out) = progload(&["check", "/usr/bin/true"]);
+    assert_eq!((code, out.trim()), (0, "identical"));
+}
+
+#[test]
+fn a_wrong_profile_is_reported() {
+    let (code, profile) = progload(&["profile"]);
+    assert_eq!(code, 0);
+    let mut v: Value = serde_json::from_str(&profile).unwrap();
+    // The kernel side keeps this process's stack limit; only the plan gets 1 GiB.
+    v["stack_rlimit"] = Value::from(1u64 << 30);
+    let dir = progload_testkit::progs::TempDir::new().unwrap();
+    let file = dir.join("wrong.json");
+    std::fs::write(&file, v.to_string()).unwrap();
+    let (code, out) = progload(&[
+        "check",
+        "--profile",
+        file.to_str().unwrap(),
+        "/usr/bin/true",
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("fields differ") && out.contains("maps[") && out.contains("AT_BASE"),
+        "{out}"
+    );
+}
+
+fn sweep(extra: &[&str]) -> Value {
+    let mut args = vec!["check", "--sweep", "--json"];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["/usr/bin", "/usr/sbin", "/usr/local/bin"]);
+    let (code, out) = progload(&args);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    eprintln!(
+        "sweep {extra:?}: {}",
+        serde_json::json!({"files": v["files"], "counts": v["counts"], "seconds": v["seconds"]})
+    );
+    assert_eq!(code, 0, "{:#}", v["failures"]);
+    v
+}
+
+#[test]
+fn whole_machine_sweep_inherited_environment() {
+    let v = sweep(&[]);
+    assert!(v["files"].as_u64().unwrap() > 100);
+}
+
+#[test]
+fn whole_machine_sweep_custom_argv0_and_environment() {
+    let v = sweep(&[
+        "--env-clear",
+        "-e",
+        "A=1",
+        "-e",
+        "LONGER_VARIABLE=some value",
+        "--argv0",
+        "renamed-program",
+    ]);
+    assert!(v["files"].as_u64().unwrap() > 100);
+}
+
+#[test]
+fn loader_and_libc_run_directly() {
+    for prog in [
+        "/lib64/ld-linux-x86-64.so.2",
+        "/lib/x86_64-linux-gnu/libc.so.6",
+    ] {
+        for extra in [&[][..], &["--env-clear", "-e", "A=1"][..]] {
+            let mut args = vec!["check"];
+            args.extend_from_slice(extra);
+            args.push(prog);
+            args.push("--version");
+            let (code, out) = progload(&args);
+            assert_eq!((code, out.trim()), (0, "identical"), "{prog} {extra:?}");
+        }
+    }
+}
