@@ -405,7 +405,7 @@ pub fn plan<F: FileSystem + ?Sized>(
             strings.push_front(&interp_name)?;
             strings.push_front(&rule.interpreter)?;
             interp_name = rule.interpreter.clone();
-            let f = resolve::open_exec(fs, creds, &cwd, &rule.interpreter, true)
+            let f = resolve::open_exec_kernel(fs, creds, &cwd, &rule.interpreter)
                 .map_err(|e| path_err(&rule.interpreter, e))?;
             if rule.credentials {
                 creds_from = Some(cur.found.clone());
@@ -424,7 +424,7 @@ pub fn plan<F: FileSystem + ?Sized>(
                     }
                     strings.push_front(&sb.interpreter)?;
                     interp_name = sb.interpreter.clone();
-                    resolve::open_exec(fs, creds, &cwd, &sb.interpreter, true)
+                    resolve::open_exec_kernel(fs, creds, &cwd, &sb.interpreter)
                         .map_err(|e| path_err(&sb.interpreter, e))?
                 }
                 Err(problem) => return Err(Error::Script(problem)),
@@ -555,11 +555,12 @@ fn load_elf_headers<F: FileSystem + ?Sized>(
         }
         let end = bytes.iter().position(|&c| c == 0).unwrap_or(bytes.len());
         let name = bytes.get(..end).unwrap_or(&[]).to_vec();
-        let f = resolve::walk(fs, &profile.credentials, cwd, &name, true)
-            .and_then(|f| resolve::check_exec(&f, &profile.credentials).map(|()| f))
-            .map_err(|problem| Error::InterpOpen {
-                path: Bytes(name.clone()),
-                problem,
+        let f =
+            resolve::open_exec_kernel(fs, &profile.credentials, cwd, &name).map_err(|problem| {
+                Error::InterpOpen {
+                    path: Bytes(name.clone()),
+                    problem,
+                }
             })?;
         let ih = elf::read_exact(fs, &f.node, 0, elf::EHDR_SIZE).map_err(|errno| {
             if errno == Errno::EIO {
@@ -1105,8 +1106,10 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             let got = self
                 .elf_load(file_idx, addr, p, prot, fixed, noreplace, total_size)
                 .map_err(|e| map_err(e, addr, p.p_memsz, index))?;
+            // Mirrors fs/binfmt_elf.c: load_elf_binary(): `BAD_ADDR(error)` on an address
+            // that is not an error value (an empty PT_LOAD at or above TASK_SIZE) is -EINVAL.
             if got >= profile.task_size {
-                return Err(Error::NoSpace { len: p.p_memsz });
+                return Err(Error::SegmentRange { index });
             }
             if first {
                 first = false;
@@ -1420,8 +1423,10 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
                 .elf_load(file, addr, p, prot, fixed, false, total_size)
                 .map_err(|e| map_err(e, addr, p.p_memsz, index))?;
             total_size = 0;
+            // Mirrors fs/binfmt_elf.c: load_elf_interp() returning such an address, which
+            // load_elf_binary() then rejects with `BAD_ADDR(elf_entry)` → -EINVAL.
             if map_addr >= self.profile.task_size {
-                return Err(Error::NoSpace { len: p.p_memsz });
+                return Err(Error::SegmentRange { index });
             }
             if !load_addr_set && ih.is_dyn() {
                 load_addr = map_addr.wrapping_sub(elf::page_start(vaddr, page));

@@ -283,3 +283,58 @@ pub fn open_exec<F: FileSystem + ?Sized>(
     check_exec(&found, creds)?;
     Ok(found)
 }
+
+/// `open_exec()` (`fs/exec.c`) of a name the kernel itself supplies: the `#!` interpreter, the
+/// PT_INTERP path, a binfmt_misc interpreter. Resolved from `cwd`, following links.
+///
+/// Unlike a path passed to `execve`, such a name goes through `getname_kernel()`, which has no
+/// empty-name check: an empty name walks no component and opens the starting directory itself,
+/// which `may_open()` refuses with EACCES (a file holding just `#!`, or PT_INTERP `"\0\0"`).
+///
+/// # Errors
+/// See [`walk`] and [`check_exec`].
+#[doc(alias = "open_exec")]
+#[doc(alias = "getname_kernel")]
+pub fn open_exec_kernel<F: FileSystem + ?Sized>(
+    fs: &F,
+    creds: &Credentials,
+    cwd: &DirPath<F::Node>,
+    path: &[u8],
+) -> Result<Found<F::Node>, PathProblem> {
+    let found = if path.is_empty() {
+        dir_found(fs, cwd)?
+    } else {
+        walk(fs, creds, cwd, path, true)?
+    };
+    check_exec(&found, creds)?;
+    Ok(found)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fs::MemFs;
+
+    fn root_creds() -> Credentials {
+        crate::profile::Profile::linux_6_18_x86_64().credentials
+    }
+
+    #[test]
+    fn empty_name_from_execve_is_enoent() {
+        let fs = MemFs::new();
+        let cwd = DirPath::root(fs.root());
+        let e = open_exec(&fs, &root_creds(), &cwd, b"", true).unwrap_err();
+        assert_eq!(e.errno(), Errno::ENOENT);
+    }
+
+    #[test]
+    fn empty_kernel_name_opens_the_cwd_and_is_eacces() {
+        let mut fs = MemFs::new();
+        fs.add_dir(b"/work", 0o755);
+        let root = DirPath::root(fs.root());
+        let cwd = resolve_dir(&fs, &root_creds(), &root, b"/work").unwrap();
+        let e = open_exec_kernel(&fs, &root_creds(), &cwd, b"").unwrap_err();
+        assert_eq!(e, PathProblem::IsDirectory);
+        assert_eq!(e.errno(), Errno::EACCES);
+    }
+}
