@@ -124,16 +124,19 @@ impl FileSystem for HostFs {
             FileType::Socket => FileKind::Socket,
             FileType::Unknown => FileKind::Regular,
         };
-        let (noexec, nosuid, thp) = match (
-            rustix::fs::fstatvfs(&node.fd),
-            rustix::fs::fstatfs(&node.fd),
-        ) {
-            (Ok(vfs), Ok(fs)) => (
-                vfs.f_flag.contains(StatVfsMountFlags::NOEXEC),
-                vfs.f_flag.contains(StatVfsMountFlags::NOSUID),
-                thp_filesystem(fs.f_type),
-            ),
-            _ => (false, false, false),
+        // Mount flags and the filesystem type only matter for files that may be executed or
+        // mapped; directories and links skip the two extra system calls.
+        let (noexec, nosuid, thp) = if kind == FileKind::Regular {
+            match (rustix::fs::fstatvfs(&node.fd), rustix::fs::fstatfs(&node.fd)) {
+                (Ok(vfs), Ok(fs)) => (
+                    vfs.f_flag.contains(StatVfsMountFlags::NOEXEC),
+                    vfs.f_flag.contains(StatVfsMountFlags::NOSUID),
+                    thp_filesystem(fs.f_type),
+                ),
+                _ => (false, false, false),
+            }
+        } else {
+            (false, false, false)
         };
         Ok(Metadata {
             kind,

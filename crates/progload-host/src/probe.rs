@@ -271,6 +271,24 @@ fn invalid_data(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
+/// Executes `req` under ptrace up to its first instruction and kills it, without reading the
+/// image: the kernel's own exec cost, the reference row of the benchmarks. A successful exec
+/// is reported as `Stopped` with an empty (default) image.
+///
+/// # Errors
+/// As [`probe`].
+pub fn exec_to_first_instruction(req: &ProbeRequest) -> io::Result<ProbeOutcome> {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        imp::run(req, false)
+    }
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    {
+        let _ = req;
+        Err(io::Error::new(io::ErrorKind::Unsupported, "x86_64 Linux only"))
+    }
+}
+
 /// Parse the text of `/proc/PID/maps`.
 pub fn parse_maps(text: &str) -> io::Result<Vec<MapsLine>> {
     fn token(s: &str) -> (&str, &str) {
@@ -608,6 +626,13 @@ mod imp {
     }
 
     pub(super) fn probe(req: &ProbeRequest) -> io::Result<ProbeOutcome> {
+        run(req, true)
+    }
+
+    /// Runs the exec; with `read`, reads the image at the first instruction, else only
+    /// reaches it (the kernel's exec cost, for benchmarks: `Stopped` is then reported with an
+    /// empty image).
+    pub(super) fn run(req: &ProbeRequest, read: bool) -> io::Result<ProbeOutcome> {
         // Everything the child touches is built here, before fork.
         let path = cstring(&req.path, "path")?;
         let argv: Option<Vec<CString>> = match &req.argv {
@@ -677,7 +702,7 @@ mod imp {
             if sig != libc::SIGTRAP {
                 return Ok(ProbeOutcome::Killed { signal: sig });
             }
-            let image = read_image(&mut child)?;
+            let image = if read { read_image(&mut child)? } else { KernelImage::default() };
             return Ok(ProbeOutcome::Stopped(image));
         }
         if let Some(sig) = status.terminating_signal() {
