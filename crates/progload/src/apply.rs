@@ -63,7 +63,7 @@ pub fn apply<N: Clone, A: AddressSpace<File = N>>(
 ) -> Result<(), A::Error> {
     space.reset()?;
     for v in &plan.vmas {
-        let len = v.end - v.start;
+        let len = v.end.saturating_sub(v.start);
         match &v.backing {
             Backing::File { file, offset } => {
                 if let Some(f) = plan.files.get(*file) {
@@ -252,14 +252,17 @@ impl<N: Clone + PartialEq> SimAddressSpace<N> {
         buf.fill(0);
         let end = addr.saturating_add(buf.len() as u64);
         for (&start, data) in self.written.range(..end) {
-            let run_end = start + data.len() as u64;
+            let run_end = start.saturating_add(data.len() as u64);
             if run_end <= addr {
                 continue;
             }
-            let from = start.max(addr);
-            let to = run_end.min(end);
-            let src = &data[(from - start) as usize..(to - start) as usize];
-            buf[(from - addr) as usize..(to - addr) as usize].copy_from_slice(src);
+            // Both ranges are non-empty intersections, so the offsets are in bounds.
+            let (from, to) = (start.max(addr), run_end.min(end));
+            let src = data.get(offset(from, start)..offset(to, start));
+            let dst = buf.get_mut(offset(from, addr)..offset(to, addr));
+            if let (Some(src), Some(dst)) = (src, dst) {
+                dst.copy_from_slice(src);
+            }
         }
     }
 
@@ -301,6 +304,19 @@ impl<N: Clone + PartialEq> SimAddressSpace<N> {
     }
 }
 
+/// `b - a` as an index (callers guarantee `a <= b`).
+fn offset(b: u64, a: u64) -> usize {
+    usize::try_from(b.saturating_sub(a)).unwrap_or(usize::MAX)
+}
+
+/// The end of a page-aligned range, or why it is not one.
+fn range_end(addr: u64, len: u64) -> Result<u64, SimError> {
+    if addr % 4096 != 0 || len % 4096 != 0 {
+        return Err(SimError::Unaligned(addr));
+    }
+    addr.checked_add(len).ok_or(SimError::NotMapped(addr))
+}
+
 impl<N: Clone + PartialEq> AddressSpace for SimAddressSpace<N> {
     type File = N;
     type Error = SimError;
@@ -318,19 +334,17 @@ impl<N: Clone + PartialEq> AddressSpace for SimAddressSpace<N> {
         file: &N,
         offset: u64,
     ) -> Result<(), SimError> {
-        if addr % 4096 != 0 || len % 4096 != 0 {
-            return Err(SimError::Unaligned(addr));
-        }
+        let end = range_end(addr, len)?;
         let idx = match self.files.iter().position(|f| f == file) {
             Some(i) => i,
             None => {
                 self.files.push(file.clone());
-                self.files.len() - 1
+                self.files.len().saturating_sub(1)
             }
         };
         self.vmas.map_fixed(Vma {
             start: addr,
-            end: addr + len,
+            end,
             prot,
             backing: Backing::File { file: idx, offset },
         });
@@ -338,9 +352,7 @@ impl<N: Clone + PartialEq> AddressSpace for SimAddressSpace<N> {
     }
 
     fn map_anon(&mut self, addr: u64, len: u64, prot: u8, name: &str) -> Result<(), SimError> {
-        if addr % 4096 != 0 || len % 4096 != 0 {
-            return Err(SimError::Unaligned(addr));
-        }
+        let end = range_end(addr, len)?;
         let backing = match name {
             "" => Backing::Anon,
             "[stack]" => Backing::Stack,
@@ -348,7 +360,7 @@ impl<N: Clone + PartialEq> AddressSpace for SimAddressSpace<N> {
         };
         self.vmas.map_fixed(Vma {
             start: addr,
-            end: addr + len,
+            end,
             prot,
             backing,
         });

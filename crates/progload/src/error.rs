@@ -289,6 +289,9 @@ pub enum Error {
     /// A second binfmt_misc `O`/`C` rewrite, or any rewrite after one (ENOEXEC).
     #[error("a binfmt_misc rule with O or C was followed by another interpreter")]
     SecondExecFd,
+    /// The profile is unusable (see [`crate::Profile::validate`]) (EINVAL).
+    #[error("bad profile: {0}")]
+    BadProfile(&'static str),
     /// A binfmt_misc rule is malformed (registration error, EINVAL).
     #[error("binfmt_misc rule: {0}")]
     MiscRule(&'static str),
@@ -333,7 +336,8 @@ impl Error {
             | Error::NoLoad(_)
             | Error::Misaligned { .. }
             | Error::BadEntry(_)
-            | Error::MiscRule(_) => Errno::EINVAL,
+            | Error::MiscRule(_)
+            | Error::BadProfile(_) => Errno::EINVAL,
             Error::InterpType(_) => Errno::EPERM,
             Error::MapCollision { .. } => Errno::EEXIST,
             Error::BelowMinAddr { .. } => Errno::EPERM,

@@ -107,7 +107,7 @@ pub fn read_full<F: FileSystem + ?Sized>(
         if n == 0 {
             break;
         }
-        done += n.min(rest.len());
+        done = done.saturating_add(n.min(rest.len()));
     }
     Ok(done)
 }
@@ -182,7 +182,7 @@ impl MemFs {
             dir = self.ensure_dir(dir, c);
         }
         let idx = self.nodes.len();
-        node.meta.inode = idx as u64 + 1;
+        node.meta.inode = (idx as u64).saturating_add(1);
         self.nodes.push(node);
         if let Some(MemNode {
             content: Content::Dir(map),
@@ -206,7 +206,7 @@ impl MemFs {
         }
         let idx = self.nodes.len();
         let mut n = Self::node(FileKind::Directory, 0o755, 0, Content::Dir(BTreeMap::new()));
-        n.meta.inode = idx as u64 + 1;
+        n.meta.inode = (idx as u64).saturating_add(1);
         self.nodes.push(n);
         if let Some(MemNode {
             content: Content::Dir(map),
@@ -216,6 +216,12 @@ impl MemFs {
             map.insert(name.to_vec(), idx);
         }
         idx
+    }
+
+    /// The metadata of node `i`, which the caller has just added.
+    #[allow(clippy::indexing_slicing)] // `i` is the index `add` just pushed
+    fn meta_at(&mut self, i: usize) -> &mut Metadata {
+        &mut self.nodes[i].meta
     }
 
     /// Adds a regular file with `mode` (creating parent directories), replacing any entry.
@@ -233,7 +239,7 @@ impl MemFs {
             Content::Bytes(data),
         );
         let i = self.add(path, n);
-        &mut self.nodes[i].meta
+        self.meta_at(i)
     }
 
     /// Adds a directory with `mode`.
@@ -242,7 +248,7 @@ impl MemFs {
             path,
             Self::node(FileKind::Directory, mode, 0, Content::Dir(BTreeMap::new())),
         );
-        &mut self.nodes[i].meta
+        self.meta_at(i)
     }
 
     /// Adds a symbolic link to `target`.
@@ -254,13 +260,13 @@ impl MemFs {
             Content::Link(target.to_vec()),
         );
         let i = self.add(path, n);
-        &mut self.nodes[i].meta
+        self.meta_at(i)
     }
 
     /// Adds a non-regular, non-directory object (device, FIFO, socket).
     pub fn add_special(&mut self, path: &[u8], kind: FileKind, mode: u32) -> &mut Metadata {
         let i = self.add(path, Self::node(kind, mode, 0, Content::Other));
-        &mut self.nodes[i].meta
+        self.meta_at(i)
     }
 }
 

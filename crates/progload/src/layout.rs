@@ -75,7 +75,7 @@ impl Vma {
                     file: b,
                     offset: ob,
                 },
-            ) => a == b && oa.checked_add(self.end - self.start) == Some(*ob),
+            ) => a == b && oa.checked_add(self.end.saturating_sub(self.start)) == Some(*ob),
             _ => false,
         }
     }
@@ -136,7 +136,7 @@ impl Vmas {
         if start >= end {
             return;
         }
-        let mut out = Vec::with_capacity(self.list.len() + 1);
+        let mut out = Vec::with_capacity(self.list.len().saturating_add(1));
         for v in self.list.drain(..) {
             if v.end <= start || v.start >= end {
                 out.push(v);
@@ -151,7 +151,7 @@ impl Vmas {
             if v.end > end {
                 let mut tail = v.clone();
                 if let Backing::File { offset, .. } = &mut tail.backing {
-                    *offset += end - v.start;
+                    *offset = offset.wrapping_add(end.saturating_sub(v.start));
                 }
                 tail.start = end;
                 out.push(tail);
@@ -170,13 +170,24 @@ impl Vmas {
         let pos = self.list.partition_point(|v| v.start < vma.start);
         self.list.insert(pos, vma);
         // Merge with the next, then with the previous.
-        if pos + 1 < self.list.len() && self.list[pos].mergeable_after(&self.list[pos + 1]) {
-            let next = self.list.remove(pos + 1);
-            self.list[pos].end = next.end;
+        self.merge_at(pos);
+        if let Some(prev) = pos.checked_sub(1) {
+            self.merge_at(prev);
         }
-        if pos > 0 && self.list[pos - 1].mergeable_after(&self.list[pos]) {
-            let cur = self.list.remove(pos);
-            self.list[pos - 1].end = cur.end;
+    }
+
+    /// Merges VMA `i` with VMA `i + 1` when `vma_merge` would.
+    fn merge_at(&mut self, i: usize) {
+        let next = i.saturating_add(1);
+        let mergeable = match (self.list.get(i), self.list.get(next)) {
+            (Some(a), Some(b)) => a.mergeable_after(b),
+            _ => false,
+        };
+        if mergeable {
+            let b = self.list.remove(next);
+            if let Some(a) = self.list.get_mut(i) {
+                a.end = b.end;
+            }
         }
     }
 
@@ -209,7 +220,7 @@ impl Vmas {
 
     /// `vm_unmapped_area`: a free, page-aligned range of `len` bytes within the search bounds.
     pub fn find_free(&self, len: u64, s: &Search) -> Option<u64> {
-        if len == 0 || s.high < s.low || s.high - s.low < len {
+        if len == 0 || s.high.checked_sub(s.low).is_none_or(|room| room < len) {
             return None;
         }
         // Gaps between VMAs, clipped to [low, high).
@@ -226,10 +237,10 @@ impl Vmas {
         let clipped = gaps.into_iter().filter_map(|(a, b)| {
             let a = a.max(s.low);
             let b = b.min(s.high);
-            (b > a && b - a >= len).then_some((a, b))
+            (b > a && b.saturating_sub(a) >= len).then_some((a, b))
         });
         if s.top_down {
-            clipped.map(|(_, b)| b - len).max()
+            clipped.map(|(_, b)| b.saturating_sub(len)).max()
         } else {
             clipped.map(|(a, _)| a).min()
         }
@@ -281,8 +292,13 @@ impl Vmas {
         let Some(off_end) = off.checked_add(len) else {
             return plain();
         };
-        let off_align = off.next_multiple_of(HUGE_SIZE);
-        if off_end <= off_align || off_end - off_align < HUGE_SIZE {
+        let Some(off_align) = off.checked_next_multiple_of(HUGE_SIZE) else {
+            return plain();
+        };
+        if off_end
+            .checked_sub(off_align)
+            .is_none_or(|whole| whole < HUGE_SIZE)
+        {
             return plain();
         }
         let Some(len_pad) = len.checked_add(HUGE_SIZE) else {
@@ -297,10 +313,10 @@ impl Vmas {
         if hint != 0 && ret == (hint & !0xfff) {
             return Some(ret);
         }
-        let off_sub = off.wrapping_sub(ret) & (HUGE_SIZE - 1);
+        let off_sub = off.wrapping_sub(ret) & HUGE_SIZE.wrapping_sub(1);
         if s.top_down && off_sub == 0 {
-            return Some(ret + HUGE_SIZE);
+            return ret.checked_add(HUGE_SIZE);
         }
-        Some(ret + off_sub)
+        ret.checked_add(off_sub)
     }
 }

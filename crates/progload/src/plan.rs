@@ -317,6 +317,7 @@ pub fn plan<F: FileSystem + ?Sized>(
     req: &LoadRequest<F::Node>,
     rng: &mut dyn RngCore,
 ) -> Result<Plan<F::Node>> {
+    profile.validate().map_err(Error::BadProfile)?;
     let creds = &profile.credentials;
     let root = DirPath::root(fs.root());
     let cwd = req.cwd.clone().unwrap_or_else(|| root.clone());
@@ -388,7 +389,7 @@ pub fn plan<F: FileSystem + ?Sized>(
         if depth > 5 {
             return Err(Error::TooManyRewrites);
         }
-        depth += 1;
+        depth = depth.saturating_add(1);
         let buf = read_header(fs, &cur.found)?;
         let next = if let Some(rule) = misc::find(&req.misc_rules, &buf, &interp_name) {
             if inaccessible {
@@ -658,8 +659,9 @@ fn parse_properties<F: FileSystem + ?Sized>(fs: &F, node: &F::Node, p: &Phdr) ->
     }
     let buf = buf.get(..n).unwrap_or(&[]);
     let word = |o: usize| -> u32 {
-        buf.get(o..o + 4)
-            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        buf.get(o..o.saturating_add(4))
+            .and_then(|b| <[u8; 4]>::try_from(b).ok())
+            .map_or(0, u32::from_le_bytes)
     };
     let (namesz, descsz, ntype) = (word(0), word(4), word(8));
     if ntype != 5 || namesz != 4 || buf.get(12..16) != Some(b"GNU\0") {
@@ -675,15 +677,16 @@ fn parse_properties<F: FileSystem + ?Sized>(fs: &F, node: &F::Node, p: &Phdr) ->
     let mut last_type: Option<u32> = None;
     let mut bti = false;
     while off < desc_end {
-        if desc_end - off < 8 {
+        // off < desc_end here, and off only grows by amounts checked against desc_end.
+        if desc_end.saturating_sub(off) < 8 {
             return Err(bad("property header overruns"));
         }
-        let (pr_type, pr_datasz) = (word(off), word(off + 4));
-        off += 8;
+        let (pr_type, pr_datasz) = (word(off), word(off.saturating_add(4)));
+        off = off.saturating_add(8);
         let padded = (pr_datasz as usize)
             .checked_next_multiple_of(8)
             .ok_or_else(|| bad("property overruns"))?;
-        if padded > desc_end - off {
+        if padded > desc_end.saturating_sub(off) {
             return Err(bad("property overruns"));
         }
         if last_type.is_some_and(|t| pr_type <= t) {
@@ -696,7 +699,7 @@ fn parse_properties<F: FileSystem + ?Sized>(fs: &F, node: &F::Node, p: &Phdr) ->
             }
             bti = word(off) & crate::arch::aarch64::FEATURE_1_BTI != 0;
         }
-        off += padded;
+        off = off.saturating_add(padded);
     }
     Ok(bti)
 }
@@ -787,7 +790,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             return 0;
         }
         let bits = self.profile.mmap_rnd_bits.min(63);
-        (self.rnd() & ((1u64 << bits) - 1)) * self.page
+        (self.rnd() & (1u64 << bits).wrapping_sub(1)).wrapping_mul(self.page)
     }
 
     fn add_file(&mut self, f: &Found<F::Node>) -> usize {
@@ -803,7 +806,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             path: f.path.clone(),
             meta: f.meta.clone(),
         });
-        self.files.len() - 1
+        self.files.len().saturating_sub(1)
     }
 
     /// `vm_mmap()` of a private file mapping. `fixed` is MAP_FIXED, `noreplace`
@@ -819,7 +822,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         fixed: bool,
         noreplace: bool,
     ) -> core::result::Result<u64, Errno> {
-        if off % self.page != 0 {
+        if elf::page_offset(off, self.page) != 0 {
             return Err(Errno::EINVAL);
         }
         let len = elf::page_align(len, self.page);
@@ -830,7 +833,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             return Err(Errno::EOVERFLOW);
         }
         let addr = if fixed || noreplace {
-            if addr % self.page != 0 {
+            if elf::page_offset(addr, self.page) != 0 {
                 return Err(Errno::EINVAL);
             }
             addr
@@ -845,18 +848,22 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             };
             found.ok_or(Errno::ENOMEM)?
         };
-        if addr > self.profile.task_size - len {
+        // len <= task_size was checked above.
+        let Some(end) = addr
+            .checked_add(len)
+            .filter(|&e| e <= self.profile.task_size)
+        else {
             return Err(Errno::ENOMEM);
-        }
+        };
         if addr < self.profile.mmap_min_addr && !self.profile.cap_sys_rawio {
             return Err(Errno::EPERM);
         }
-        if noreplace && self.vmas.overlaps(addr, addr + len) {
+        if noreplace && self.vmas.overlaps(addr, end) {
             return Err(Errno::EEXIST);
         }
         self.vmas.map_fixed(Vma {
             start: addr,
-            end: addr + len,
+            end,
             prot,
             backing: Backing::File { file, offset: off },
         });
@@ -944,7 +951,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
                 // only matters) when the page is writable.
                 let in_page = elf::page_offset(zero_start, page);
                 if in_page != 0 && prot & PROT_WRITE != 0 {
-                    self.zero.push((zero_start, page - in_page));
+                    self.zero.push((zero_start, page.saturating_sub(in_page)));
                 }
             }
         } else {
@@ -986,15 +993,16 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             let mut gap = inp.rlimit.unwrap_or(u64::MAX);
             let mut pad = profile.stack_guard_gap;
             if self.randomize {
-                pad = pad.wrapping_add(spec.stack_rnd_mask * page);
+                pad = pad.saturating_add(spec.stack_rnd_mask.saturating_mul(page));
             }
             if let Some(g) = gap.checked_add(pad) {
                 gap = g;
             }
             let gap_min = 128 << 20;
-            let gap_max = task / 6 * 5;
+            let gap_max = (task / 6).saturating_mul(5);
             let gap = gap.clamp(gap_min, gap_max);
-            elf::page_align(task - gap - rnd, page)
+            // gap <= task/6*5 and rnd < 2^40 pages of a profile that passed validate().
+            elf::page_align(task.saturating_sub(gap).saturating_sub(rnd), page)
         };
         self.legacy_base = legacy_base;
         self.search = Search {
@@ -1010,34 +1018,40 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         // setup_arg_pages().
         let mut stack_top = elf::page_align(profile.stack_top, page);
         if self.randomize {
-            let r = (self.rnd() & spec.stack_rnd_mask) * page;
-            stack_top -= r;
+            let r = (self.rnd() & spec.stack_rnd_mask).saturating_mul(page);
+            stack_top = stack_top.saturating_sub(r);
         }
         if self.randomize {
             let range = if spec.align_stack_rnd_8k { 8192 } else { page };
-            stack_top -= self.rnd() % range;
+            stack_top = stack_top.saturating_sub(self.rnd().checked_rem(range).unwrap_or(0));
         }
         stack_top = elf::page_align(stack_top & !0xf, page);
         let top_max = profile.stack_top_max;
         let used = strings.used();
-        let p_min = top_max - 8 - strings.max_used();
-        let vm_start0 = elf::page_start(p_min, page).min(top_max - page);
+        // The strings are at most 6 MiB (the E2BIG budget) and stack_top_max >= stack_top >=
+        // 64 GiB (validate()), so the subtractions below stay far from zero.
+        let p_min = top_max.saturating_sub(8).saturating_sub(strings.max_used());
+        let vm_start0 = elf::page_start(p_min, page).min(top_max.saturating_sub(page));
+        let vm_size0 = top_max.saturating_sub(vm_start0);
         if stack_top < profile.mmap_min_addr
-            || top_max - vm_start0 >= stack_top - profile.mmap_min_addr
+            || vm_size0 >= stack_top.saturating_sub(profile.mmap_min_addr)
         {
             return Err(Error::Stack);
         }
-        let shift = top_max - stack_top;
-        let mut vm_start = vm_start0 - shift;
+        let shift = top_max.saturating_sub(stack_top);
+        let mut vm_start = vm_start0.saturating_sub(shift);
         let vm_end = stack_top;
-        let arg_start = top_max - 8 - used - shift;
-        let stack_size = vm_end - vm_start;
-        let rlim_stack = inp.rlimit.unwrap_or(u64::MAX) & !(page - 1);
+        let arg_start = top_max
+            .saturating_sub(8)
+            .saturating_sub(used)
+            .saturating_sub(shift);
+        let stack_size = vm_end.saturating_sub(vm_start);
+        let rlim_stack = inp.rlimit.unwrap_or(u64::MAX) & !page.wrapping_sub(1);
         let stack_expand = 131_072u64;
-        let stack_base = if stack_size + stack_expand > rlim_stack {
-            vm_end - rlim_stack.min(vm_end)
+        let stack_base = if stack_size.saturating_add(stack_expand) > rlim_stack {
+            vm_end.saturating_sub(rlim_stack)
         } else {
-            vm_start - stack_expand
+            vm_start.saturating_sub(stack_expand)
         };
         if stack_base < vm_start {
             vm_start = stack_base;
@@ -1081,7 +1095,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
                         load_bias = load_bias.wrapping_add(self.mmap_rnd());
                     }
                     if alignment != 0 {
-                        load_bias &= !(alignment - 1);
+                        load_bias &= !alignment.wrapping_sub(1);
                     }
                     noreplace = true;
                 } else if alignment > page {
@@ -1091,7 +1105,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
                     let probe = self
                         .probe(file_idx, size, off)
                         .ok_or(Error::NoSpace { len: size })?;
-                    load_bias = probe & !(alignment - 1);
+                    load_bias = probe & !alignment.wrapping_sub(1);
                     noreplace = true;
                 } else {
                     load_bias = 0;
@@ -1132,17 +1146,21 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
                 start_data = k;
             }
             let ts = profile.task_size;
-            if k >= ts || p.p_filesz > p.p_memsz || p.p_memsz > ts || ts - p.p_memsz < k {
+            if k >= ts
+                || p.p_filesz > p.p_memsz
+                || ts.checked_sub(p.p_memsz).is_none_or(|room| room < k)
+            {
                 return Err(Error::SegmentRange { index });
             }
-            let k = vaddr + p.p_filesz;
+            // The range check above bounds vaddr + p_memsz (>= p_filesz) by TASK_SIZE.
+            let k = vaddr.saturating_add(p.p_filesz);
             if p.p_flags & PF_X != 0 && end_code < k {
                 end_code = k;
             }
             if end_data < k {
                 end_data = k;
             }
-            let k = vaddr + p.p_memsz;
+            let k = vaddr.saturating_add(p.p_memsz);
             if k > elf_brk {
                 elf_brk = k;
             }
@@ -1175,14 +1193,17 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         let mut vdso_base = None;
         if let Some(v) = &profile.vdso {
             let data_pages: u64 = v.data.iter().map(|d| d.pages).sum();
-            let len = (data_pages + v.text_pages(page)) * page;
+            // validate() bounds the vDSO block to 1024 pages.
+            let len = data_pages
+                .saturating_add(v.text_pages(page))
+                .saturating_mul(page);
             let base = self
                 .vmas
                 .get_unmapped_area(0, len, &self.search, self.legacy_base)
                 .ok_or(Error::NoSpace { len })?;
             let mut at = base;
             for d in &v.data {
-                let end = at + d.pages * page;
+                let end = at.saturating_add(d.pages.saturating_mul(page));
                 self.vmas.map_fixed(Vma {
                     start: at,
                     end,
@@ -1191,7 +1212,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
                 });
                 at = end;
             }
-            let end = at + v.text_pages(page) * page;
+            let end = at.saturating_add(v.text_pages(page).saturating_mul(page));
             self.vmas.map_fixed(Vma {
                 start: at,
                 end,
@@ -1210,7 +1231,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         let mut start_brk = elf::page_align(elf_brk, page);
         if self.randomize && profile.randomize_va_space > 1 {
             if !brk_moved {
-                start_brk += page;
+                start_brk = start_brk.saturating_add(page);
             }
             start_brk = self.randomize_page(start_brk, spec.brk_rnd_range);
         }
@@ -1236,7 +1257,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         };
         let align_sub = if self.randomize {
             let range = if spec.align_stack_rnd_8k { 8192 } else { page };
-            self.rnd() % range
+            self.rnd().checked_rem(range).unwrap_or(0)
         } else {
             0
         };
@@ -1248,8 +1269,9 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             platform: profile.platform.as_bytes(),
             random,
         };
-        let (platform_addr, random_addr) = tables.string_addrs();
-        let execfn_addr = stack_top - 8 - (inp.execfn.len() as u64 + 1);
+        let (platform_addr, random_addr) = tables.string_addrs()?;
+        let execfn_len = (inp.execfn.len() as u64).saturating_add(1);
+        let execfn_addr = stack_top.saturating_sub(8).saturating_sub(execfn_len);
         let mut auxv: Vec<(u64, u64)> = Vec::new();
         if let Some(b) = vdso_base {
             auxv.push((AT_SYSINFO_EHDR, b));
@@ -1298,11 +1320,14 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         }
         auxv.extend_from_slice(inp.extra_auxv);
         auxv.push((AT_NULL, 0));
-        let stack = tables.build(&auxv);
+        let stack = tables.build(&auxv)?;
         // find_extend_vma(): grow the stack VMA down to cover sp.
         if stack.sp < vm_start {
             let new_start = elf::page_start(stack.sp, page);
-            if inp.rlimit.is_some_and(|r| vm_end - new_start > r) {
+            if inp
+                .rlimit
+                .is_some_and(|r| vm_end.saturating_sub(new_start) > r)
+            {
                 return Err(Error::Stack);
             }
             self.vmas.set_bounds(vm_start, new_start, vm_end);
@@ -1372,19 +1397,22 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
     fn randomize_page(&mut self, start: u64, range: u64) -> u64 {
         let page = self.page;
         let (mut start, mut range) = (start, range);
-        if start % page != 0 {
+        if elf::page_offset(start, page) != 0 {
             let aligned = elf::page_align(start, page);
-            range = range.saturating_sub(aligned - start);
+            range = range.saturating_sub(aligned.saturating_sub(start));
             start = aligned;
         }
-        if start > u64::MAX - range {
-            range = u64::MAX - start;
-        }
-        let pages = range / page;
+        range = range.min(u64::MAX.saturating_sub(start));
+        let pages = range.checked_div(page).unwrap_or(0);
         if pages == 0 {
             return start;
         }
-        start + (self.rnd() % pages) * page
+        start.saturating_add(
+            self.rnd()
+                .checked_rem(pages)
+                .unwrap_or(0)
+                .saturating_mul(page),
+        )
     }
 
     /// `load_elf_interp()`: returns the interpreter's load address.
@@ -1434,7 +1462,10 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             }
             let k = load_addr.wrapping_add(vaddr);
             let ts = self.profile.task_size;
-            if k >= ts || p.p_filesz > p.p_memsz || p.p_memsz > ts || ts - p.p_memsz < k {
+            if k >= ts
+                || p.p_filesz > p.p_memsz
+                || ts.checked_sub(p.p_memsz).is_none_or(|room| room < k)
+            {
                 return Err(Error::NoSpace { len: p.p_memsz });
             }
         }

@@ -87,7 +87,10 @@ impl Vdso {
 
     /// Number of pages of the text image.
     pub fn text_pages(&self, page_size: u64) -> u64 {
-        (self.image.len() as u64).div_ceil(page_size).max(1)
+        let len = self.image.len() as u64;
+        let whole = len.checked_div(page_size).unwrap_or(0);
+        let part = len.checked_rem(page_size).is_some_and(|r| r != 0);
+        whole.saturating_add(u64::from(part)).max(1)
     }
 }
 
@@ -249,8 +252,50 @@ impl Profile {
         self.personality & ADDR_NO_RANDOMIZE == 0 && self.randomize_va_space != 0
     }
 
+    /// Checks the bounds that make a profile usable, so that planning never overflows on a
+    /// profile value: a power-of-two page size of 4–64 KiB; page-aligned `stack_top` of at
+    /// least 64 GiB (room for the stack randomization); `stack_top <= stack_top_max` and
+    /// `stack_top <= task_size`; `elf_et_dyn_base`, `task_unmapped_base` and `mmap_min_addr`
+    /// below `stack_top`; a vDSO of at most 1024 pages; a guard gap of at most 4 GiB.
+    ///
+    /// # Errors
+    /// The first bound broken, in words.
+    pub fn validate(&self) -> Result<(), &'static str> {
+        let page = self.page_size;
+        if !page.is_power_of_two() || !(4096..=65536).contains(&page) {
+            return Err("page_size must be a power of two between 4 KiB and 64 KiB");
+        }
+        if self.stack_top & page.wrapping_sub(1) != 0 || self.stack_top < 1 << 36 {
+            return Err("stack_top must be page aligned and at least 64 GiB");
+        }
+        if self.stack_top > self.stack_top_max || self.stack_top > self.task_size {
+            return Err("stack_top must not exceed stack_top_max or task_size");
+        }
+        if self.elf_et_dyn_base >= self.stack_top
+            || self.task_unmapped_base >= self.stack_top
+            || self.mmap_min_addr >= self.stack_top
+        {
+            return Err(
+                "elf_et_dyn_base, task_unmapped_base and mmap_min_addr must lie below stack_top",
+            );
+        }
+        if let Some(v) = &self.vdso {
+            let pages = v
+                .data
+                .iter()
+                .try_fold(v.text_pages(page), |acc, d| acc.checked_add(d.pages));
+            if pages.is_none_or(|p| p > 1024) {
+                return Err("the vDSO block must be at most 1024 pages");
+            }
+        }
+        if self.stack_guard_gap > 1 << 32 || self.mmap_rnd_bits > 40 {
+            return Err("stack_guard_gap must be at most 4 GiB and mmap_rnd_bits at most 40");
+        }
+        Ok(())
+    }
+
     /// `MAX_ARG_STRLEN`: 32 pages.
     pub fn max_arg_strlen(&self) -> u64 {
-        32 * self.page_size
+        self.page_size.saturating_mul(32)
     }
 }

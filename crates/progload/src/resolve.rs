@@ -147,7 +147,7 @@ pub fn walk<F: FileSystem + ?Sized>(
             if links >= MAX_SYMLINKS {
                 return Err(PathProblem::TooManyLinks);
             }
-            links += 1;
+            links = links.saturating_add(1);
             let target = fs.readlink(&node).map_err(PathProblem::Filesystem)?;
             if target.is_empty() {
                 return Err(PathProblem::NotFound(Bytes(comp)));

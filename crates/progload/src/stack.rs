@@ -61,7 +61,7 @@ impl ArgStrings {
             execfn: Vec::new(),
             used: 0,
             max_used: 0,
-            budget: limit - ptr_size,
+            budget: limit.saturating_sub(ptr_size),
             max_strlen,
         };
         s.charge(execfn)?;
@@ -86,7 +86,7 @@ impl ArgStrings {
 
     /// Accounts one pushed string (`copy_strings`/`copy_string_kernel`).
     fn charge(&mut self, s: &[u8]) -> Result<()> {
-        let len = s.len() as u64 + 1;
+        let len = (s.len() as u64).saturating_add(1);
         if len > self.max_strlen {
             return Err(Error::ArgTooLong {
                 limit: self.max_strlen,
@@ -117,7 +117,7 @@ impl ArgStrings {
     /// `remove_arg_zero()`.
     pub fn remove_arg_zero(&mut self) {
         if let Some(a) = self.argv.pop_front() {
-            self.used = self.used.saturating_sub(a.len() as u64 + 1);
+            self.used = self.used.saturating_sub((a.len() as u64).saturating_add(1));
         }
     }
 
@@ -187,30 +187,44 @@ pub struct Tables<'a> {
 impl Tables<'_> {
     /// Where the auxv block must end (its `AT_RANDOM`/`AT_PLATFORM` values), computed before
     /// the auxv is built: returns (platform address, random address).
-    pub fn string_addrs(&self) -> (u64, u64) {
+    ///
+    /// # Errors
+    /// [`Error::Stack`] when the stack top is too low to hold them.
+    pub fn string_addrs(&self) -> Result<(u64, u64)> {
         let p = self.arg_start.wrapping_sub(self.align_sub) & !0xf;
         let platform = if self.platform.is_empty() {
             p
         } else {
-            p - (self.platform.len() as u64 + 1)
+            let len = (self.platform.len() as u64).saturating_add(1);
+            p.checked_sub(len).ok_or(Error::Stack)?
         };
-        (platform, platform - 16)
+        Ok((platform, platform.checked_sub(16).ok_or(Error::Stack)?))
     }
 
     /// Lays the stack out: argc, argv pointers, NULL, envp pointers, NULL, auxv (with the
     /// caller's `auxv` already holding AT_NULL at the end), rounded down to 16 bytes.
-    pub fn build(&self, auxv: &[(u64, u64)]) -> StackImage {
-        let (platform_addr, random_addr) = self.string_addrs();
+    ///
+    /// # Errors
+    /// [`Error::Stack`] when the stack top is too low to hold it all.
+    pub fn build(&self, auxv: &[(u64, u64)]) -> Result<StackImage> {
+        let (platform_addr, random_addr) = self.string_addrs()?;
         let argc = self.strings.argv.len() as u64;
         let envc = self.strings.envp.len() as u64;
-        let sp_auxv = random_addr - 16 * auxv.len() as u64;
-        let items = (argc + 1) + (envc + 1) + 1;
-        let sp = (sp_auxv - items * 8) & !0xf;
-        let len = (self.top - sp) as usize;
+        // The string budget (at most 6 MiB) bounds argc and envc, so these cannot overflow;
+        // the subtractions are checked against a stack top too low for the tables.
+        let auxv_bytes = (auxv.len() as u64).saturating_mul(16);
+        let items = argc.saturating_add(envc).saturating_add(3);
+        let sp = random_addr
+            .checked_sub(auxv_bytes)
+            .and_then(|a| a.checked_sub(items.saturating_mul(8)))
+            .ok_or(Error::Stack)?
+            & !0xf;
+        let len = usize::try_from(self.top.checked_sub(sp).ok_or(Error::Stack)?)
+            .map_err(|_| Error::Stack)?;
         let mut bytes = alloc::vec![0u8; len];
         let mut put = |addr: u64, data: &[u8]| {
-            let off = (addr - sp) as usize;
-            if let Some(dst) = bytes.get_mut(off..off + data.len()) {
+            let off = usize::try_from(addr.wrapping_sub(sp)).unwrap_or(usize::MAX);
+            if let Some(dst) = bytes.get_mut(off..off.saturating_add(data.len())) {
                 dst.copy_from_slice(data);
             }
         };
@@ -222,26 +236,27 @@ impl Tables<'_> {
         let mut at = sp;
         let mut word = |v: u64| {
             put(at, &v.to_le_bytes());
-            at += 8;
+            at = at.wrapping_add(8);
         };
         word(argc);
         let mut p = self.arg_start;
+        let step = |s: &Vec<u8>| (s.len() as u64).saturating_add(1);
         for a in &self.strings.argv {
             word(p);
-            p += a.len() as u64 + 1;
+            p = p.wrapping_add(step(a));
         }
         word(0);
         let arg_end = p;
         for e in &self.strings.envp {
             word(p);
-            p += e.len() as u64 + 1;
+            p = p.wrapping_add(step(e));
         }
         word(0);
         for &(k, v) in auxv {
             word(k);
             word(v);
         }
-        StackImage {
+        Ok(StackImage {
             sp,
             top: self.top,
             bytes,
@@ -250,6 +265,6 @@ impl Tables<'_> {
             arg_start: self.arg_start,
             arg_end,
             env_end: p,
-        }
+        })
     }
 }

@@ -90,7 +90,8 @@ pub fn validate(image: &[u8], arch: Arch, page: u64) -> Result<(), VdsoError> {
             return Err(VdsoError::PastEnd);
         }
         if let Some(prev) = prev_end {
-            if mem_off < prev || prev & !(page - 1) >= mem_off & !(page - 1) {
+            let mask = !page.wrapping_sub(1);
+            if mem_off < prev || prev & mask >= mem_off & mask {
                 return Err(VdsoError::Order);
             }
         }
@@ -102,10 +103,10 @@ pub fn validate(image: &[u8], arch: Arch, page: u64) -> Result<(), VdsoError> {
 /// A minimal valid vDSO image of `pages` pages for `arch` (an ELF header and one r-x PT_LOAD
 /// covering the image), for presets that plan without a host.
 pub fn placeholder(arch: Arch, pages: u64, page: u64) -> Vec<u8> {
-    let len = (pages.max(1) * page) as usize;
+    let len = usize::try_from(pages.max(1).saturating_mul(page)).unwrap_or(0);
     let mut f = alloc::vec![0u8; len];
     let put = |f: &mut Vec<u8>, at: usize, bytes: &[u8]| {
-        if let Some(d) = f.get_mut(at..at + bytes.len()) {
+        if let Some(d) = f.get_mut(at..at.saturating_add(bytes.len())) {
             d.copy_from_slice(bytes);
         }
     };

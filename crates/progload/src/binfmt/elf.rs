@@ -181,17 +181,17 @@ pub fn read_exact<F: FileSystem + ?Sized>(
 
 /// `ELF_PAGESTART`.
 pub fn page_start(v: u64, page: u64) -> u64 {
-    v & !(page - 1)
+    v & !page.wrapping_sub(1)
 }
 
 /// `ELF_PAGEOFFSET`.
 pub fn page_offset(v: u64, page: u64) -> u64 {
-    v & (page - 1)
+    v & page.wrapping_sub(1)
 }
 
 /// `ELF_PAGEALIGN` (wrapping, as the kernel's unsigned arithmetic does).
 pub fn page_align(v: u64, page: u64) -> u64 {
-    v.wrapping_add(page - 1) & !(page - 1)
+    v.wrapping_add(page.wrapping_sub(1)) & !page.wrapping_sub(1)
 }
 
 /// `total_mapping_size()`: from the lowest PT_LOAD page to the highest segment end (0 without

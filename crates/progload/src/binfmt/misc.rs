@@ -56,21 +56,20 @@ fn unescape_hex(s: &[u8]) -> Vec<u8> {
         if c == 0 {
             break;
         }
-        if c == b'\\' && s.get(i + 1) == Some(&b'x') {
-            if let Some(h) = s.get(i + 2).copied().and_then(hex) {
-                let mut v = h;
-                let mut used = 3;
-                if let Some(l) = s.get(i + 3).copied().and_then(hex) {
-                    v = (v << 4) | l;
-                    used = 4;
-                }
+        let at = |k: usize| s.get(i.saturating_add(k)).copied();
+        if c == b'\\' && at(1) == Some(b'x') {
+            if let Some(h) = at(2).and_then(hex) {
+                let (v, used) = match at(3).and_then(hex) {
+                    Some(l) => (h.wrapping_shl(4) | l, 4),
+                    None => (h, 3),
+                };
                 out.push(v);
-                i += used;
+                i = i.saturating_add(used);
                 continue;
             }
         }
         out.push(c);
-        i += 1;
+        i = i.saturating_add(1);
     }
     out
 }
@@ -85,9 +84,11 @@ impl Rule {
         if s.len() < 11 || s.len() > MAX_REGISTER_LENGTH {
             return Err(Error::MiscRule("length outside 11..=1920"));
         }
-        let del = s[0];
-        let fields: Vec<&[u8]> = s[1..].splitn(7, |&c| c == del).collect();
-        let [name, kind, offset, magic, mask, interp, flags] = fields[..] else {
+        let Some((&del, rest)) = s.split_first() else {
+            return Err(Error::MiscRule("empty"));
+        };
+        let fields: Vec<&[u8]> = rest.splitn(7, |&c| c == del).collect();
+        let &[name, kind, offset, magic, mask, interp, flags] = fields.as_slice() else {
             return Err(Error::MiscRule("fewer than 7 fields"));
         };
         if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
@@ -175,18 +176,17 @@ impl Rule {
         }
         match &self.matcher {
             Matcher::Extension(ext) => match interp_path.iter().rposition(|&c| c == b'.') {
-                Some(dot) => interp_path.get(dot + 1..) == Some(ext.as_slice()),
+                Some(dot) => interp_path.get(dot.saturating_add(1)..) == Some(ext.as_slice()),
                 None => false,
             },
             Matcher::Magic {
                 offset,
                 magic,
                 mask,
-            } => magic
-                .iter()
-                .zip(mask)
-                .enumerate()
-                .all(|(i, (m, k))| buf.get(offset + i).is_some_and(|b| (b ^ m) & k == 0)),
+            } => magic.iter().zip(mask).enumerate().all(|(i, (m, k))| {
+                buf.get(offset.saturating_add(i))
+                    .is_some_and(|b| (b ^ m) & k == 0)
+            }),
         }
     }
 }

@@ -33,7 +33,7 @@ fn next_terminator(buf: &[u8], first: usize, last: usize) -> Option<usize> {
 /// # Errors
 /// A [`ScriptProblem`] (the kernel's ENOEXEC cases).
 pub fn parse(buf: &[u8; super::BUF_SIZE]) -> Result<Option<Shebang>, ScriptProblem> {
-    if buf[0] != b'#' || buf[1] != b'!' {
+    if !buf.starts_with(b"#!") {
         return Ok(None);
     }
     let buf_end = super::BUF_SIZE - 1;
@@ -47,8 +47,11 @@ pub fn parse(buf: &[u8; super::BUF_SIZE]) -> Result<Option<Shebang>, ScriptProbl
             buf_end
         }
     };
-    while i_end > 2 && spacetab(buf[i_end - 1]) {
-        i_end -= 1;
+    while let Some(prev) = i_end.checked_sub(1).filter(|&p| p >= 2) {
+        if !buf.get(prev).copied().is_some_and(spacetab) {
+            break;
+        }
+        i_end = prev;
     }
     let i_name = match next_non_spacetab(buf, 2, i_end) {
         Some(i) if i != i_end => i,
@@ -56,15 +59,14 @@ pub fn parse(buf: &[u8; super::BUF_SIZE]) -> Result<Option<Shebang>, ScriptProbl
     };
     let i_sep = next_terminator(buf, i_name, i_end);
     let i_arg = match i_sep {
-        Some(sep) if buf[sep] != 0 => next_non_spacetab(buf, sep, i_end),
+        Some(sep) if buf.get(sep) != Some(&0) => next_non_spacetab(buf, sep, i_end),
         _ => None,
     };
     // The kernel writes NULs at i_end and (with an argument) at i_sep; each string then runs
     // to its first NUL.
     let until_nul = |from: usize, end: usize| -> Vec<u8> {
-        let s = &buf[from..end];
-        let n = s.iter().position(|&c| c == 0).unwrap_or(s.len());
-        s[..n].to_vec()
+        let s = buf.get(from..end).unwrap_or(&[]);
+        s.split(|&c| c == 0).next().unwrap_or(&[]).to_vec()
     };
     let name_end = match (i_arg, i_sep) {
         (Some(_), Some(sep)) => sep,
