@@ -26,8 +26,20 @@ fn bytes(p: &Path) -> Vec<u8> {
 fn sized_elf(dir: &Path, name: &str, data: u64) -> PathBuf {
     let mut b = ElfBuilder::new(ET_EXEC, EM_X86_64);
     b.header.e_entry = 0x401000;
-    b.phdrs.push(ProgramHeader::load(PF_R | PF_X, 0, 0x400000, 0x2000, 0x2000));
-    b.phdrs.push(ProgramHeader::load(PF_R | PF_W, 0x2000, 0x10000000, data, data + 0x1000));
+    b.phdrs.push(ProgramHeader::load(
+        PF_R | PF_X,
+        0,
+        0x400000,
+        0x2000,
+        0x2000,
+    ));
+    b.phdrs.push(ProgramHeader::load(
+        PF_R | PF_W,
+        0x2000,
+        0x10000000,
+        data,
+        data + 0x1000,
+    ));
     b.phdrs.push(ProgramHeader::gnu_stack(PF_R | PF_W));
     b.min_len = 0x2000;
     let path = progs::write_executable(dir, name, &b.build()).unwrap();
@@ -110,7 +122,10 @@ fn benches(c: &mut Criterion) {
     g.finish();
 
     let all = elfs_in("/usr/bin");
-    let reqs: Vec<_> = all.iter().map(|p| LoadRequest::new(bytes(p), vec![bytes(p)], vec![])).collect();
+    let reqs: Vec<_> = all
+        .iter()
+        .map(|p| LoadRequest::new(bytes(p), vec![bytes(p)], vec![]))
+        .collect();
     let mut g = c.benchmark_group("plan_usr_bin");
     g.throughput(Throughput::Elements(reqs.len() as u64));
     g.sample_size(10);

@@ -1,7 +1,7 @@
 //! The host filesystem seen through a root directory, one component at a time, so that
 //! progload's own path walk (with its root confinement) decides every step.
 
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
@@ -22,6 +22,13 @@ impl PartialEq for HostNode {
             (Ok(a), Ok(b)) => a.st_dev == b.st_dev && a.st_ino == b.st_ino,
             _ => false,
         }
+    }
+}
+
+impl AsFd for HostNode {
+    /// The `O_PATH` descriptor holding the object.
+    fn as_fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
     }
 }
 
@@ -127,7 +134,10 @@ impl FileSystem for HostFs {
         // Mount flags and the filesystem type only matter for files that may be executed or
         // mapped; directories and links skip the two extra system calls.
         let (noexec, nosuid, thp) = if kind == FileKind::Regular {
-            match (rustix::fs::fstatvfs(&node.fd), rustix::fs::fstatfs(&node.fd)) {
+            match (
+                rustix::fs::fstatvfs(&node.fd),
+                rustix::fs::fstatfs(&node.fd),
+            ) {
                 (Ok(vfs), Ok(fs)) => (
                     vfs.f_flag.contains(StatVfsMountFlags::NOEXEC),
                     vfs.f_flag.contains(StatVfsMountFlags::NOSUID),

@@ -43,17 +43,38 @@ impl FileSystem for Counting {
 fn sized_elf(dir: &Path, name: &str, data: u64) -> Vec<u8> {
     let mut b = ElfBuilder::new(ET_EXEC, EM_X86_64);
     b.header.e_entry = 0x401000;
-    b.phdrs.push(ProgramHeader::load(PF_R | PF_X, 0, 0x400000, 0x2000, 0x2000));
-    b.phdrs.push(ProgramHeader::load(PF_R | PF_W, 0x2000, 0x10000000, data, data + 0x1000));
+    b.phdrs.push(ProgramHeader::load(
+        PF_R | PF_X,
+        0,
+        0x400000,
+        0x2000,
+        0x2000,
+    ));
+    b.phdrs.push(ProgramHeader::load(
+        PF_R | PF_W,
+        0x2000,
+        0x10000000,
+        data,
+        data + 0x1000,
+    ));
     b.phdrs.push(ProgramHeader::gnu_stack(PF_R | PF_W));
     b.min_len = 0x2000;
     let path = progs::write_executable(dir, name, &b.build()).unwrap();
-    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(0x2000 + data).unwrap();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0x2000 + data)
+        .unwrap();
     path.as_os_str().as_encoded_bytes().to_vec()
 }
 
 fn bytes_read(path: &[u8]) -> (u64, u64) {
-    let fs = Counting { inner: HostFs::new("/").unwrap(), bytes: Cell::new(0), calls: Cell::new(0) };
+    let fs = Counting {
+        inner: HostFs::new("/").unwrap(),
+        bytes: Cell::new(0),
+        calls: Cell::new(0),
+    };
     let mut profile = host_profile().unwrap();
     profile.personality |= ADDR_NO_RANDOMIZE;
     let req = LoadRequest::new(path.to_vec(), vec![path.to_vec()], vec![]);
@@ -65,7 +86,10 @@ fn bytes_read(path: &[u8]) -> (u64, u64) {
 fn bytes_read_do_not_depend_on_segment_sizes() {
     let dir = progs::TempDir::new().unwrap();
     let sizes = [0x1000u64, 1 << 20, 1 << 30];
-    let reads: Vec<_> = sizes.iter().map(|&s| bytes_read(&sized_elf(dir.path(), &format!("e{s}"), s))).collect();
+    let reads: Vec<_> = sizes
+        .iter()
+        .map(|&s| bytes_read(&sized_elf(dir.path(), &format!("e{s}"), s)))
+        .collect();
     eprintln!("bytes and read calls per plan for data segments of {sizes:?}: {reads:?}");
     assert!(reads.windows(2).all(|w| w[0] == w[1]), "{reads:?}");
     // The header buffer plus three program headers.
