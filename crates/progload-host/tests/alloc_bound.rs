@@ -1,6 +1,7 @@
 //! Bounded allocation: whatever the file says, a plan allocates no more than the kernel's own
 //! limits allow (program header table ≤ 64 KiB, PT_INTERP ≤ 4 KiB, header buffer 256 bytes,
-//! note ≤ 1 KiB) plus what the request itself holds. A counting global allocator measures the
+//! note ≤ 1 KiB) plus what the request itself holds. (It lives in the host crate because a
+//! counting allocator needs `unsafe`, which the core crate forbids even in its tests.) A counting global allocator measures the
 //! peak during each plan of crafted and mutated files.
 
 use std::alloc::{GlobalAlloc, Layout, System};
