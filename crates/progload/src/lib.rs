@@ -55,12 +55,13 @@ pub mod profile;
 pub mod resolve;
 pub mod rng;
 pub mod stack;
+pub mod trace;
 pub mod vdso;
 
 pub use apply::{apply, AddressSpace, MapsLine, SimAddressSpace};
 pub use errno::Errno;
 pub use error::{Error, Result};
 pub use fs::{FileKind, FileSystem, MemFs, Metadata};
-pub use plan::{plan, Executable, LoadRequest, Plan};
+pub use plan::{plan, plan_traced, Executable, LoadRequest, Plan};
 pub use profile::Profile;
 pub use rng::SeededRng;

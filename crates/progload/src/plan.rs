@@ -24,6 +24,7 @@ use crate::profile::{
 };
 use crate::resolve::{self, DirPath, Found};
 use crate::stack::{ArgStrings, StackImage, Tables};
+use crate::trace::{Role, Step};
 
 /// What to execute (the `execve`/`execveat` forms).
 #[derive(Clone, Debug)]
@@ -286,6 +287,15 @@ fn read_header<F: FileSystem + ?Sized>(fs: &F, f: &Found<F::Node>) -> Result<[u8
     Ok(buf)
 }
 
+fn opened<N>(role: Role, given: &[u8], f: &Found<N>) -> Step {
+    Step::Opened {
+        role,
+        given: given.to_vec(),
+        path: f.path.clone(),
+        links: f.links.clone(),
+    }
+}
+
 fn path_err(path: &[u8], problem: PathProblem) -> Error {
     Error::Path {
         path: Bytes(path.to_vec()),
@@ -317,6 +327,21 @@ pub fn plan<F: FileSystem + ?Sized>(
     req: &LoadRequest<F::Node>,
     rng: &mut dyn RngCore,
 ) -> Result<Plan<F::Node>> {
+    plan_traced(fs, profile, req, rng, &mut Vec::new())
+}
+
+/// [`plan()`], recording in `trace` each step taken — also the steps before a failure, so a
+/// caller can tell how far the exec got (what `progload explain` shows).
+///
+/// # Errors
+/// As [`plan()`].
+pub fn plan_traced<F: FileSystem + ?Sized>(
+    fs: &F,
+    profile: &Profile,
+    req: &LoadRequest<F::Node>,
+    rng: &mut dyn RngCore,
+    trace: &mut Vec<Step>,
+) -> Result<Plan<F::Node>> {
     profile.validate().map_err(Error::BadProfile)?;
     let creds = &profile.credentials;
     let root = DirPath::root(fs.root());
@@ -340,6 +365,7 @@ pub fn plan<F: FileSystem + ?Sized>(
                 .metadata(node)
                 .map_err(|e| path_err(path, PathProblem::Filesystem(e)))?;
             let f = Found {
+                links: Vec::new(),
                 node: node.clone(),
                 meta,
                 path: path.clone(),
@@ -367,6 +393,16 @@ pub fn plan<F: FileSystem + ?Sized>(
             }
         }
     };
+
+    trace.push(Step::Opened {
+        role: Role::Program,
+        given: match &req.executable {
+            Executable::Path(p) | Executable::At { path: p, .. } => p.clone(),
+            Executable::Fd { .. } => execfn.clone(),
+        },
+        path: found.path.clone(),
+        links: found.links.clone(),
+    });
 
     // Count, limit and copy the strings.
     let mut strings = ArgStrings::new(
@@ -406,8 +442,14 @@ pub fn plan<F: FileSystem + ?Sized>(
             strings.push_front(&interp_name)?;
             strings.push_front(&rule.interpreter)?;
             interp_name = rule.interpreter.clone();
+            trace.push(Step::MiscRule {
+                name: rule.name.clone(),
+                interpreter: rule.interpreter.clone(),
+                argv: strings.argv.iter().cloned().collect(),
+            });
             let f = resolve::open_exec_kernel(fs, creds, &cwd, &rule.interpreter)
                 .map_err(|e| path_err(&rule.interpreter, e))?;
+            trace.push(opened(Role::MiscInterpreter, &rule.interpreter, &f));
             if rule.credentials {
                 creds_from = Some(cur.found.clone());
             }
@@ -425,15 +467,22 @@ pub fn plan<F: FileSystem + ?Sized>(
                     }
                     strings.push_front(&sb.interpreter)?;
                     interp_name = sb.interpreter.clone();
-                    resolve::open_exec_kernel(fs, creds, &cwd, &sb.interpreter)
-                        .map_err(|e| path_err(&sb.interpreter, e))?
+                    trace.push(Step::Script {
+                        interpreter: sb.interpreter.clone(),
+                        argument: sb.argument.clone(),
+                        argv: strings.argv.iter().cloned().collect(),
+                    });
+                    let f = resolve::open_exec_kernel(fs, creds, &cwd, &sb.interpreter)
+                        .map_err(|e| path_err(&sb.interpreter, e))?;
+                    trace.push(opened(Role::ScriptInterpreter, &sb.interpreter, &f));
+                    f
                 }
                 Err(problem) => return Err(Error::Script(problem)),
                 Ok(None) => {
                     let Some(hdr) = Header::parse(&buf) else {
                         return Err(Error::UnknownFormat);
                     };
-                    break load_elf_headers(fs, profile, &cwd, cur.found, hdr)?;
+                    break load_elf_headers(fs, profile, &cwd, cur.found, hdr, trace)?;
                 }
             }
         };
@@ -468,8 +517,10 @@ pub fn plan<F: FileSystem + ?Sized>(
     let randomize = personality & ADDR_NO_RANDOMIZE == 0 && profile.randomize_va_space != 0;
     let execfd = have_execfd.then_some(req.execfd);
     let _ = executable;
+    trace.push(Step::PointOfNoReturn);
 
     let b: Builder<'_, F> = Builder {
+        trace,
         profile,
         page: profile.page_size,
         rng,
@@ -509,6 +560,7 @@ fn load_elf_headers<F: FileSystem + ?Sized>(
     cwd: &DirPath<F::Node>,
     file: Found<F::Node>,
     hdr: Header,
+    trace: &mut Vec<Step>,
 ) -> Result<ElfImage<F::Node>> {
     let spec = profile.arch.spec();
     if !hdr.type_ok() {
@@ -527,8 +579,21 @@ fn load_elf_headers<F: FileSystem + ?Sized>(
             offset: hdr.e_phoff,
         },
     })?;
+    let mut exec_stack = None;
+    for p in &phdrs {
+        if p.p_type == PT_GNU_STACK {
+            exec_stack = Some(p.p_flags & PF_X != 0);
+        }
+    }
     let mut property: Option<(bool, Phdr)> = None;
     let mut interp = None;
+    let mut elf_step = Some(Step::Elf {
+        path: file.path.clone(),
+        e_type: hdr.e_type,
+        phnum: hdr.e_phnum,
+        interpreter: None,
+        exec_stack,
+    });
     for p in &phdrs {
         if p.p_type == PT_GNU_PROPERTY {
             property = Some((false, *p));
@@ -556,6 +621,10 @@ fn load_elf_headers<F: FileSystem + ?Sized>(
         }
         let end = bytes.iter().position(|&c| c == 0).unwrap_or(bytes.len());
         let name = bytes.get(..end).unwrap_or(&[]).to_vec();
+        if let Some(Step::Elf { interpreter, .. }) = &mut elf_step {
+            *interpreter = Some(name.clone());
+        }
+        trace.extend(elf_step.take());
         let f =
             resolve::open_exec_kernel(fs, &profile.credentials, cwd, &name).map_err(|problem| {
                 Error::InterpOpen {
@@ -573,15 +642,11 @@ fn load_elf_headers<F: FileSystem + ?Sized>(
                 }
             }
         })?;
+        trace.push(opened(Role::ElfInterpreter, &name, &f));
         interp = Some((name, f, ih));
         break;
     }
-    let mut exec_stack = None;
-    for p in &phdrs {
-        if p.p_type == PT_GNU_STACK {
-            exec_stack = Some(p.p_flags & PF_X != 0);
-        }
-    }
+    trace.extend(elf_step);
     let interp = match interp {
         None => None,
         Some((name, f, raw)) => {
@@ -761,6 +826,7 @@ struct Builder<'a, F: FileSystem + ?Sized> {
     profile: &'a Profile,
     page: u64,
     rng: &'a mut dyn RngCore,
+    trace: &'a mut Vec<Step>,
     randomize: bool,
     vmas: Vmas,
     files: Vec<PlanFile<F::Node>>,
@@ -1133,6 +1199,15 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
                     );
                 }
             }
+            self.trace.push(Step::Segment {
+                path: img.file.path.clone(),
+                index,
+                vaddr,
+                filesz: p.p_filesz,
+                memsz: p.p_memsz,
+                addr: load_bias.wrapping_add(vaddr),
+                prot,
+            });
             if p.p_offset <= img.hdr.e_phoff
                 && img.hdr.e_phoff < p.p_offset.wrapping_add(p.p_filesz)
             {
@@ -1460,6 +1535,15 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
                 load_addr = map_addr.wrapping_sub(elf::page_start(vaddr, page));
                 load_addr_set = true;
             }
+            self.trace.push(Step::Segment {
+                path: f.path.clone(),
+                index,
+                vaddr,
+                filesz: p.p_filesz,
+                memsz: p.p_memsz,
+                addr: load_addr.wrapping_add(vaddr),
+                prot,
+            });
             let k = load_addr.wrapping_add(vaddr);
             let ts = self.profile.task_size;
             if k >= ts

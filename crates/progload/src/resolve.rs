@@ -71,6 +71,8 @@ pub struct Found<N> {
     pub name: Vec<u8>,
     /// The directory it was found in.
     pub parent: DirPath<N>,
+    /// Each symbolic link followed on the way: (where the link is, what it points to).
+    pub links: Vec<(Vec<u8>, Vec<u8>)>,
 }
 
 fn may_exec(meta: &Metadata, creds: &Credentials) -> bool {
@@ -115,10 +117,11 @@ pub fn walk<F: FileSystem + ?Sized>(
     let mut todo: Vec<Vec<u8>> = Vec::new();
     push_components(&mut todo, path);
     let mut links = 0u32;
+    let mut followed: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
     loop {
         let Some(comp) = todo.pop() else {
             // Path was only slashes (or `.`): the result is the directory itself.
-            return dir_found(fs, &dir);
+            return dir_found(fs, &dir).map(|f| f.with_links(followed));
         };
         let last = todo.is_empty();
         if comp.len() > NAME_MAX {
@@ -133,7 +136,7 @@ pub fn walk<F: FileSystem + ?Sized>(
                 dir.chain.pop();
             }
             if last {
-                return dir_found(fs, &dir);
+                return dir_found(fs, &dir).map(|f| f.with_links(followed));
             }
             continue;
         }
@@ -149,6 +152,7 @@ pub fn walk<F: FileSystem + ?Sized>(
             }
             links = links.saturating_add(1);
             let target = fs.readlink(&node).map_err(PathProblem::Filesystem)?;
+            followed.push((join(&dir.path(), &comp), target.clone()));
             if target.is_empty() {
                 return Err(PathProblem::NotFound(Bytes(comp)));
             }
@@ -159,23 +163,20 @@ pub fn walk<F: FileSystem + ?Sized>(
             if todo.is_empty() {
                 // A link to "/": the root itself.
                 if last {
-                    return dir_found(fs, &dir);
+                    return dir_found(fs, &dir).map(|f| f.with_links(followed));
                 }
             }
             continue;
         }
         if last {
-            let mut path = dir.path();
-            if path.len() > 1 {
-                path.push(b'/');
-            }
-            path.extend_from_slice(&comp);
+            let path = join(&dir.path(), &comp);
             return Ok(Found {
                 node,
                 meta,
                 path,
                 name: comp,
                 parent: dir,
+                links: followed,
             });
         }
         if meta.kind != FileKind::Directory {
@@ -203,7 +204,25 @@ fn dir_found<F: FileSystem + ?Sized>(
         path: dir.path(),
         name,
         parent,
+        links: Vec::new(),
     })
+}
+
+impl<N> Found<N> {
+    fn with_links(mut self, links: Vec<(Vec<u8>, Vec<u8>)>) -> Self {
+        self.links = links;
+        self
+    }
+}
+
+/// `dir/name` for an absolute directory path.
+fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
+    let mut path = dir.to_vec();
+    if path.len() > 1 {
+        path.push(b'/');
+    }
+    path.extend_from_slice(name);
+    path
 }
 
 /// Pushes the components of `path` so that the first one is on top; a trailing `/` becomes a
