@@ -1,0 +1,260 @@
+//! `progload explain`: each step the kernel takes for this exec, in words, and on failure the
+//! errno, the exact cause and a concrete hint.
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use progload::error::{PathProblem, ScriptProblem};
+use progload::trace::{Role, Step};
+use progload::{plan_traced, Errno, Error};
+
+use crate::{exit_for, prepare, ExecArgs, PrepError, Usage};
+
+fn s(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+fn prot(p: u8) -> String {
+    let mut out = String::new();
+    out.push(if p & 4 != 0 { 'r' } else { '-' });
+    out.push(if p & 2 != 0 { 'w' } else { '-' });
+    out.push(if p & 1 != 0 { 'x' } else { '-' });
+    out
+}
+
+fn argv_list(argv: &[Vec<u8>]) -> String {
+    let items: Vec<String> = argv.iter().map(|a| format!("{:?}", s(a))).collect();
+    format!("[{}]", items.join(", "))
+}
+
+/// The architecture an `e_machine` value names.
+pub fn machine_name(m: u16) -> &'static str {
+    match m {
+        3 => "i386",
+        8 => "MIPS",
+        20 => "PowerPC",
+        21 => "PowerPC64",
+        22 => "s390",
+        40 => "32-bit ARM",
+        62 => "x86_64",
+        183 => "aarch64",
+        243 => "RISC-V",
+        258 => "LoongArch",
+        _ => "an unknown machine",
+    }
+}
+
+fn role_name(r: Role) -> &'static str {
+    match r {
+        Role::Program => "the program",
+        Role::ScriptInterpreter => "the #! interpreter",
+        Role::MiscInterpreter => "the binfmt_misc interpreter",
+        Role::ElfInterpreter => "the ELF interpreter (PT_INTERP)",
+    }
+}
+
+/// The steps in words, numbered.
+pub fn describe(steps: &[Step]) -> String {
+    let mut out = String::new();
+    for (i, step) in steps.iter().enumerate() {
+        let n = i + 1;
+        let _ = match step {
+            Step::Opened { role, given, path, links } => {
+                let mut line = format!("{n:>2}. open {} {:?}", role_name(*role), s(given));
+                if given != path {
+                    let _ = write!(line, " → {}", s(path));
+                }
+                for (link, target) in links {
+                    let _ = write!(line, "\n      symlink {} -> {}", s(link), s(target));
+                }
+                writeln!(out, "{line}")
+            }
+            Step::MiscRule { name, interpreter, argv } => writeln!(
+                out,
+                "{n:>2}. binfmt_misc rule {name:?} matches: run {:?}; argv becomes {}",
+                s(interpreter),
+                argv_list(argv)
+            ),
+            Step::Script { interpreter, argument, argv } => writeln!(
+                out,
+                "{n:>2}. the file starts with \"#!\": interpreter {:?}{}; argv becomes {}",
+                s(interpreter),
+                argument.as_ref().map_or_else(String::new, |a| format!(", one argument {:?}", s(a))),
+                argv_list(argv)
+            ),
+            Step::Elf { path, e_type, phnum, interpreter, exec_stack } => writeln!(
+                out,
+                "{n:>2}. {} is ELF ({}, {phnum} program headers){}{}",
+                s(path),
+                match e_type {
+                    2 => "ET_EXEC: fixed addresses",
+                    3 if interpreter.is_some() => "ET_DYN with an interpreter: a PIE",
+                    3 => "ET_DYN without an interpreter: static-PIE or a loader run directly",
+                    _ => "unknown type",
+                },
+                interpreter.as_ref().map_or_else(|| String::from(", no interpreter"), |i| format!(", interpreter {:?}", s(i))),
+                match exec_stack {
+                    Some(true) => ", executable stack (PT_GNU_STACK RWX)",
+                    Some(false) => "",
+                    None => ", no PT_GNU_STACK (non-executable stack on 64-bit)",
+                }
+            ),
+            Step::PointOfNoReturn => writeln!(
+                out,
+                "{n:>2}. credentials computed; point of no return (errors from here kill the process)"
+            ),
+            Step::Segment { path, index, vaddr, filesz, memsz, addr, prot: p } => writeln!(
+                out,
+                "{n:>2}. map PT_LOAD #{index} of {} ({}, p_vaddr {vaddr:#x}, {filesz:#x} bytes from the file, {memsz:#x} in memory) at {addr:#x}",
+                s(path),
+                prot(*p)
+            ),
+        };
+    }
+    out
+}
+
+/// The role of the last file the pipeline was opening when `e` happened.
+fn failing_role(steps: &[Step]) -> Role {
+    match steps.last() {
+        Some(Step::Script { .. }) => Role::ScriptInterpreter,
+        Some(Step::MiscRule { .. }) => Role::MiscInterpreter,
+        _ => Role::Program,
+    }
+}
+
+fn path_hint(problem: &PathProblem, path: &str, role: Role, root: &str) -> String {
+    let inside = if root == "/" {
+        String::new()
+    } else {
+        format!(" in root {root}")
+    };
+    match problem {
+        PathProblem::NotFound(c) if role == Role::ScriptInterpreter && path.ends_with('\r') => format!(
+            "the #! line ends in \\r: the file has Windows (CRLF) line endings, so the kernel looks for {path:?} (with the carriage return). Convert it: dos2unix, or sed -i 's/\\r$//'. (Missing component: {c})"
+        ),
+        PathProblem::NotFound(c) if role == Role::ScriptInterpreter => format!(
+            "the #! line names {path:?}, which does not exist{inside} (component {c:?} is missing): install that interpreter or fix the #! line (e.g. #!/usr/bin/env NAME)"
+        ),
+        PathProblem::NotFound(c) => format!("{path:?} does not exist{inside}: component {c:?} is missing"),
+        PathProblem::NoExecPermission => format!("{path} has no execute bit that applies: chmod +x {path}"),
+        PathProblem::IsDirectory => format!("{path} is a directory, not a program"),
+        PathProblem::NotRegular => format!("{path} is a device, FIFO or socket: only regular files can be executed"),
+        PathProblem::NoExecMount => format!("{path} is on a filesystem mounted noexec: remount it without noexec or copy the file elsewhere"),
+        PathProblem::TooManyLinks => format!("following {path} meets more than 40 symbolic links: there is a symlink loop (check with namei -l {path})"),
+        PathProblem::FinalSymlink => format!("{path} is a symbolic link and links were not to be followed (AT_SYMLINK_NOFOLLOW)"),
+        PathProblem::NotDirectory(c) => format!("{c:?} is used as a directory in {path} but is not one"),
+        PathProblem::SearchDenied(d) => format!("no search (x) permission on directory {d}"),
+        PathProblem::ComponentTooLong(_) => "a path component is longer than 255 bytes".into(),
+        PathProblem::TooLong => "the path is 4096 bytes or longer".into(),
+        PathProblem::Empty => "the path is empty".into(),
+        PathProblem::TextBusy => format!("{path} is open for writing by some process; close it first"),
+        PathProblem::BadFd => "the file descriptor is not open".into(),
+        PathProblem::Filesystem(e) => format!("the filesystem reported {}", e.name()),
+    }
+}
+
+/// The cause of `e` and a concrete hint.
+pub fn hint(e: &Error, steps: &[Step], root: &str) -> String {
+    let inside = if root == "/" {
+        String::new()
+    } else {
+        format!(" in root {root}")
+    };
+    match e {
+        Error::Path { path, problem } => path_hint(problem, &path.to_string(), failing_role(steps), root),
+        Error::InterpOpen { path, problem: PathProblem::NotFound(_) } => {
+            let p = path.to_string();
+            let what = if p.contains("musl") {
+                "install musl there, or use a glibc build"
+            } else if p.contains("ld-linux") {
+                "install the matching glibc (libc6 for this architecture) there, or use a static build"
+            } else {
+                "install it there, or build the program statically"
+            };
+            format!("the ELF interpreter {p} (PT_INTERP) does not exist{inside}: {what}. The kernel reports this as ENOENT although the program itself exists")
+        }
+        Error::InterpOpen { path, problem } => {
+            format!("the ELF interpreter {path}: {}", path_hint(problem, &path.to_string(), Role::ElfInterpreter, root))
+        }
+        Error::ElfMachine { found, expected } => format!(
+            "this ELF is for {} (e_machine {found}) but the machine is {} (e_machine {expected}): run it under an emulator (qemu-user via a binfmt_misc rule) or use a build for {}",
+            machine_name(*found),
+            machine_name(*expected),
+            machine_name(*expected)
+        ),
+        Error::ElfType(1) => "this is a relocatable object (ET_REL, a .o file): link it into an executable first".into(),
+        Error::ElfType(4) => "this is a core dump (ET_CORE), not a program".into(),
+        Error::ElfType(t) => format!("ELF type {t} is neither ET_EXEC nor ET_DYN: not a program"),
+        Error::UnknownFormat => "the file is not ELF, has no #! line, and matches no binfmt_misc rule: if it is a shell script, add a first line such as #!/bin/sh".into(),
+        Error::Script(ScriptProblem::Truncated) => "the #! line has no newline or blank within the first 256 bytes: the interpreter path would be cut; shorten it (e.g. #!/usr/bin/env NAME)".into(),
+        Error::Script(_) => "the #! line names no interpreter".into(),
+        Error::TooManyRewrites => "more than 5 interpreters in a row (#! or binfmt_misc): a script probably names itself or a chain of scripts as its interpreter".into(),
+        Error::PathInaccessible => "the script was opened through a close-on-exec file descriptor, which its interpreter cannot reopen: clear FD_CLOEXEC".into(),
+        Error::ArgsTooBig { limit } => format!(
+            "argv and envp together exceed {limit} bytes (a quarter of RLIMIT_STACK, at most 6 MiB, at least 128 KiB, minus 8 bytes per pointer): pass fewer or shorter arguments (xargs), trim the environment, or raise ulimit -s"
+        ),
+        Error::ArgTooLong { limit } => format!("one argument or environment string is longer than {limit} bytes (MAX_ARG_STRLEN); pass it through a file or stdin"),
+        Error::InterpBad { path, .. } => format!("the ELF interpreter {path} is not a usable ELF for this machine (ELIBBAD): a wrong or corrupt loader is installed at that path"),
+        Error::InterpHeaderShort(p) => format!("the ELF interpreter {p} is shorter than an ELF header (EIO)"),
+        Error::PhentSize(_) | Error::PhNum(_) | Error::PhdrsShort { .. } | Error::InterpSize(_) | Error::InterpShort { .. } | Error::InterpNotTerminated => {
+            "the ELF headers are corrupt or the file is truncated: re-copy or rebuild it".into()
+        }
+        other if other.is_fatal() => format!(
+            "the kernel accepts the file but fails after the point of no return ({other}); it then kills the process with SIGSEGV"
+        ),
+        other => other.to_string(),
+    }
+}
+
+pub fn run(a: &ExecArgs) -> ExitCode {
+    let mut prep = match prepare(a) {
+        Ok(p) => p,
+        Err(PrepError::Usage(Usage(m))) => {
+            eprintln!("progload: {m}");
+            return ExitCode::from(2);
+        }
+        Err(PrepError::Exec(p, e)) => {
+            println!("the working directory {} cannot be used: {e}", s(&p));
+            return ExitCode::from(exit_for(&e));
+        }
+    };
+    let root = a.root.display().to_string();
+    let mut steps = Vec::new();
+    let result = plan_traced(
+        &prep.fs,
+        &prep.profile,
+        &prep.request,
+        &mut prep.rng,
+        &mut steps,
+    );
+    print!("{}", describe(&steps));
+    match result {
+        Ok(p) => {
+            println!(
+                "result: the program starts at {:#x} with the stack pointer at {:#x}; comm {:?}; {} mappings",
+                p.entry,
+                p.stack.sp,
+                s(&p.comm),
+                p.vmas.len()
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            let errno: Errno = e.errno();
+            let fatal = if e.is_fatal() {
+                " (fatal: the process is killed with SIGSEGV)"
+            } else {
+                ""
+            };
+            println!(
+                "failed: execve returns {} ({}){fatal}",
+                errno.name(),
+                errno.text()
+            );
+            println!("cause: {e}");
+            println!("hint: {}", hint(&e, &steps, &root));
+            ExitCode::from(exit_for(&e))
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! `progload explain` names the cause, the errno and a hint for each common failure family.
+//! The errno it names is the one the kernel returns for the same file in the same test.
+
+use std::os::unix::fs::{symlink, PermissionsExt};
+use std::path::Path;
+use std::process::Command;
+
+use progload_host::probe::{probe, ProbeOutcome, ProbeRequest};
+use progload_testkit::elfbuild::{ElfBuilder, ProgramHeader};
+use progload_testkit::progs;
+
+fn explain(path: &Path, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_progload"))
+        .arg("explain")
+        .args(extra)
+        .arg(path)
+        .output()
+        .expect("run progload");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+fn kernel_errno(path: &Path, argv: Vec<Vec<u8>>) -> String {
+    kernel_errno_rlimit(path, argv, None)
+}
+
+fn kernel_errno_rlimit(
+    path: &Path,
+    argv: Vec<Vec<u8>>,
+    stack_rlimit: Option<Option<u64>>,
+) -> String {
+    let req = ProbeRequest {
+        path: path.as_os_str().as_encoded_bytes().to_vec(),
+        argv: Some(argv),
+        envp: vec![],
+        cwd: None,
+        stack_rlimit,
+        no_randomize: true,
+    };
+    let mut outcome = probe(&req).unwrap();
+    for _ in 0..50 {
+        if !matches!(
+            outcome,
+            ProbeOutcome::Refused {
+                errno: libc::ETXTBSY
+            }
+        ) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        outcome = probe(&req).unwrap();
+    }
+    match outcome {
+        ProbeOutcome::Refused { errno } => progload::Errno(errno).name().to_string(),
+        other => panic!("the kernel did not refuse {}: {other:?}", path.display()),
+    }
+}
+
+fn case(path: &Path, extra: &[&str], argv: Vec<Vec<u8>>, needles: &[&str]) {
+    let errno = kernel_errno(path, argv);
+    let (code, out) = explain(path, extra);
+    assert!(code == 126 || code == 127, "{out}");
+    assert!(
+        out.contains(&format!("execve returns {errno} ")),
+        "kernel says {errno}:\n{out}"
+    );
+    for n in needles {
+        assert!(out.contains(n), "missing {n:?} in:\n{out}");
+    }
+}
+
+#[test]
+fn failure_families_are_explained() {
+    let dir = progs::TempDir::new().unwrap();
+    let d = dir.path();
+    let p = |n: &str| vec![n.as_bytes().to_vec()];
+
+    // Missing interpreter (a musl binary on a glibc system).
+    let mut musl = ElfBuilder::minimal_x86_64_exec();
+    let name = b"/lib/ld-musl-x86_64.so.1\0";
+    musl.phdrs
+        .insert(0, ProgramHeader::interp(0x200, 0x400200, name.len() as u64));
+    musl.header.e_phoff = 0x100;
+    musl.payload(0x200, name);
+    let f = progs::write_executable(d, "musl-app", &musl.build()).unwrap();
+    case(
+        &f,
+        &[],
+        p("musl-app"),
+        &["ld-musl-x86_64.so.1", "PT_INTERP", "install musl"],
+    );
+
+    // A #! line with Windows line endings.
+    let f = progs::write_executable(d, "crlf.sh", b"#!/bin/sh\r\necho hi\r\n").unwrap();
+    case(
+        &f,
+        &[],
+        p("crlf.sh"),
+        &["\\r", "Windows (CRLF)", "dos2unix"],
+    );
+
+    // Wrong architecture.
+    let f = progs::write_executable(d, "arm64-app", &ElfBuilder::minimal_aarch64_exec().build())
+        .unwrap();
+    case(
+        &f,
+        &[],
+        p("arm64-app"),
+        &["aarch64", "e_machine 183", "qemu"],
+    );
+
+    // Not executable.
+    let f =
+        progs::write_executable(d, "noexec", &ElfBuilder::minimal_x86_64_exec().build()).unwrap();
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    case(&f, &[], p("noexec"), &["chmod +x"]);
+
+    // A directory.
+    case(d, &[], p("dir"), &["is a directory"]);
+
+    // A symlink loop.
+    symlink(d.join("loop-b"), d.join("loop-a")).unwrap();
+    symlink(d.join("loop-a"), d.join("loop-b")).unwrap();
+    case(&d.join("loop-a"), &[], p("loop-a"), &["symlink loop"]);
+
+    // E2BIG: with a 256 KiB stack limit the arguments may take 128 KiB; two of 64 KiB exceed it.
+    let prog = progs::static_exec();
+    let big = "a".repeat(65_536);
+    let mut argv = p("prog");
+    argv.extend((0..2).map(|_| big.as_bytes().to_vec()));
+    let errno = kernel_errno_rlimit(&prog, argv, Some(Some(256 << 10)));
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_progload"));
+    cmd.args([
+        "explain",
+        "--stack-limit",
+        &(256u64 << 10).to_string(),
+        "--argv0",
+        "prog",
+    ])
+    .arg(&prog);
+    for _ in 0..2 {
+        cmd.arg(&big);
+    }
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(126), "{text}");
+    assert!(
+        text.contains(&format!("execve returns {errno} ")) && text.contains("ulimit -s"),
+        "{text}"
+    );
+
+    // ELIBBAD: the interpreter is a text file.
+    let text_interp = progs::write_executable(d, "interp.txt", &[b'x'; 100]).unwrap();
+    let path = text_interp.as_os_str().as_encoded_bytes();
+    let mut bad = ElfBuilder::minimal_x86_64_exec();
+    let mut name = path.to_vec();
+    name.push(0);
+    bad.phdrs
+        .insert(0, ProgramHeader::interp(0x200, 0x400200, name.len() as u64));
+    bad.header.e_phoff = 0x100;
+    bad.payload(0x200, &name);
+    let f = progs::write_executable(d, "bad-interp", &bad.build()).unwrap();
+    case(&f, &[], p("bad-interp"), &["ELIBBAD", "not a usable ELF"]);
+}
+
+#[test]
+fn success_lists_the_steps() {
+    let dir = progs::TempDir::new().unwrap();
+    let script = progs::write_sh_e_script(dir.path(), "s.sh").unwrap();
+    let (code, out) = explain(&script, &["--no-randomize"]);
+    assert_eq!(code, 0, "{out}");
+    for n in [
+        "starts with \"#!\"",
+        "interpreter \"/bin/sh\"",
+        "one argument \"-e\"",
+        "is ELF",
+        "point of no return",
+        "map PT_LOAD",
+        "result:",
+    ] {
+        assert!(out.contains(n), "missing {n:?} in:\n{out}");
+    }
+}
