@@ -123,20 +123,21 @@ fn failing_role(steps: &[Step]) -> Role {
     }
 }
 
-fn path_hint(problem: &PathProblem, path: &str, role: Role, root: &str) -> String {
+fn path_hint(problem: &PathProblem, raw: &[u8], role: Role, root: &str) -> String {
+    let path = &progload::error::Bytes(raw.to_vec()).to_string();
     let inside = if root == "/" {
         String::new()
     } else {
         format!(" in root {root}")
     };
     match problem {
-        PathProblem::NotFound(c) if role == Role::ScriptInterpreter && path.ends_with('\r') => format!(
-            "the #! line ends in \\r: the file has Windows (CRLF) line endings, so the kernel looks for {path:?} (with the carriage return). Convert it: dos2unix, or sed -i 's/\\r$//'. (Missing component: {c})"
+        PathProblem::NotFound(_) if role == Role::ScriptInterpreter && raw.ends_with(b"\r") => format!(
+            "the #! line ends in \\r: the file has Windows (CRLF) line endings, so the kernel looks for \"{path}\" (with the carriage return). Convert it: dos2unix, or sed -i 's/\\r$//'"
         ),
         PathProblem::NotFound(c) if role == Role::ScriptInterpreter => format!(
-            "the #! line names {path:?}, which does not exist{inside} (component {c:?} is missing): install that interpreter or fix the #! line (e.g. #!/usr/bin/env NAME)"
+            "the #! line names \"{path}\", which does not exist{inside} (component \"{c}\" is missing): install that interpreter or fix the #! line (e.g. #!/usr/bin/env NAME)"
         ),
-        PathProblem::NotFound(c) => format!("{path:?} does not exist{inside}: component {c:?} is missing"),
+        PathProblem::NotFound(c) => format!("\"{path}\" does not exist{inside}: component \"{c}\" is missing"),
         PathProblem::NoExecPermission => format!("{path} has no execute bit that applies: chmod +x {path}"),
         PathProblem::IsDirectory => format!("{path} is a directory, not a program"),
         PathProblem::NotRegular => format!("{path} is a device, FIFO or socket: only regular files can be executed"),
@@ -162,7 +163,7 @@ pub fn hint(e: &Error, steps: &[Step], root: &str) -> String {
         format!(" in root {root}")
     };
     match e {
-        Error::Path { path, problem } => path_hint(problem, &path.to_string(), failing_role(steps), root),
+        Error::Path { path, problem } => path_hint(problem, &path.0, failing_role(steps), root),
         Error::InterpOpen { path, problem: PathProblem::NotFound(_) } => {
             let p = path.to_string();
             let what = if p.contains("musl") {
@@ -175,7 +176,7 @@ pub fn hint(e: &Error, steps: &[Step], root: &str) -> String {
             format!("the ELF interpreter {p} (PT_INTERP) does not exist{inside}: {what}. The kernel reports this as ENOENT although the program itself exists")
         }
         Error::InterpOpen { path, problem } => {
-            format!("the ELF interpreter {path}: {}", path_hint(problem, &path.to_string(), Role::ElfInterpreter, root))
+            format!("the ELF interpreter {path}: {}", path_hint(problem, &path.0, Role::ElfInterpreter, root))
         }
         Error::ElfMachine { found, expected } => format!(
             "this ELF is for {} (e_machine {found}) but the machine is {} (e_machine {expected}): run it under an emulator (qemu-user via a binfmt_misc rule) or use a build for {}",
