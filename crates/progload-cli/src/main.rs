@@ -1,8 +1,10 @@
 //! `progload`: plan an exec exactly as Linux would, and show it.
 
 mod check;
+mod explain;
 mod profile_file;
 mod report;
+mod svg;
 
 use std::ffi::OsString;
 use std::io::Write;
@@ -37,6 +39,9 @@ enum Command {
     /// With `--sweep`, the operands are directories and every executable file under them is
     /// checked.
     Check(Box<CheckArgs>),
+    /// Tell, step by step, what the kernel does for this exec, and on failure why, with the
+    /// errno and a hint.
+    Explain(Box<ExecArgs>),
     /// Print a profile (the host's by default) as JSON, for `--profile FILE`.
     Profile {
         /// A preset name (x86_64, aarch64) instead of the host.
@@ -99,6 +104,9 @@ struct PlanArgs {
     /// Print one JSON object instead of the report.
     #[arg(long)]
     json: bool,
+    /// Also draw the planned address space as an SVG picture into FILE.
+    #[arg(long, value_name = "FILE")]
+    svg: Option<PathBuf>,
     #[command(flatten)]
     exec: ExecArgs,
 }
@@ -210,12 +218,12 @@ pub struct Prepared {
 }
 
 /// Why preparing failed: a usage error, or an exec error found while resolving the cwd.
-enum PrepError {
+pub(crate) enum PrepError {
     Usage(Usage),
     Exec(Vec<u8>, Error),
 }
 
-fn prepare(a: &ExecArgs) -> Result<Prepared, PrepError> {
+pub(crate) fn prepare(a: &ExecArgs) -> Result<Prepared, PrepError> {
     let profile = load_profile(a).map_err(PrepError::Usage)?;
     let fs = HostFs::new(&a.root)
         .map_err(|e| PrepError::Usage(Usage(format!("--root {}: {e}", a.root.display()))))?;
@@ -290,7 +298,7 @@ fn prepare(a: &ExecArgs) -> Result<Prepared, PrepError> {
 }
 
 /// Exit status for an exec error, as shells use: 127 not found, 126 found but not executable.
-fn exit_for(e: &Error) -> u8 {
+pub(crate) fn exit_for(e: &Error) -> u8 {
     if e.errno() == Errno::ENOENT {
         127
     } else {
@@ -336,6 +344,12 @@ fn run_plan(args: &PlanArgs) -> ExitCode {
     };
     match plan(&prep.fs, &prep.profile, &prep.request, &mut prep.rng) {
         Ok(p) => {
+            if let Some(file) = &args.svg {
+                if let Err(e) = std::fs::write(file, svg::render(&p)) {
+                    eprintln!("progload: --svg {}: {e}", file.display());
+                    return ExitCode::from(2);
+                }
+            }
             let mut out = std::io::stdout().lock();
             let text = if args.json {
                 report::json(&p).to_string()
@@ -354,6 +368,7 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Plan(args) => run_plan(&args),
         Command::Check(args) => check::run(&args),
+        Command::Explain(args) => explain::run(&args),
         Command::Profile { preset } => {
             let p = match preset {
                 Some(name) => match Profile::preset(&name) {
