@@ -102,8 +102,8 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         return sweep(args, &profile);
     }
     let a = &args.exec;
-    let rest: Vec<Vec<u8>> = a.args.iter().map(|s| s.as_bytes().to_vec()).collect();
-    let req = match request(a, a.program.as_bytes().to_vec(), &rest) {
+    let rest: Vec<Vec<u8>> = a.args().iter().map(|s| s.as_bytes().to_vec()).collect();
+    let req = match request(a, a.program().as_bytes().to_vec(), &rest) {
         Ok(r) => r,
         Err(Usage(m)) => {
             eprintln!("progload: {m}");
@@ -156,7 +156,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 fn sweep(args: &CheckArgs, profile: &progload::Profile) -> ExitCode {
     let a = &args.exec;
     let mut files = Vec::new();
-    for d in std::iter::once(&a.program).chain(a.args.iter()) {
+    for d in &a.command {
         walk(Path::new(d), &mut files);
     }
     let started = std::time::Instant::now();

@@ -4,6 +4,7 @@ mod check;
 mod explain;
 mod profile_file;
 mod report;
+mod run;
 mod svg;
 
 use std::ffi::OsString;
@@ -39,6 +40,9 @@ enum Command {
     /// With `--sweep`, the operands are directories and every executable file under them is
     /// checked.
     Check(Box<CheckArgs>),
+    /// Replace this process with PROGRAM as `execve` would, by a userland exec: no execve
+    /// call, same pid, the kernel's exact image.
+    Run(Box<ExecArgs>),
     /// Tell, step by step, what the kernel does for this exec, and on failure why, with the
     /// errno and a hint.
     Explain(Box<ExecArgs>),
@@ -48,6 +52,19 @@ enum Command {
         #[arg(long)]
         preset: Option<String>,
     },
+}
+
+impl ExecArgs {
+    /// PROGRAM.
+    pub(crate) fn program(&self) -> &OsString {
+        // clap requires at least one value.
+        &self.command[0]
+    }
+
+    /// The ARGS after PROGRAM.
+    pub(crate) fn args(&self) -> &[OsString] {
+        self.command.get(1..).unwrap_or(&[])
+    }
 }
 
 /// Options shared by every command that plans an exec.
@@ -92,11 +109,10 @@ pub struct ExecArgs {
     /// Look PROGRAM up in $PATH when it has no `/` (as execvp does).
     #[arg(long)]
     pub(crate) path_search: bool,
-    /// The program to execute.
-    pub(crate) program: OsString,
-    /// Its arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub(crate) args: Vec<OsString>,
+    /// The program to execute and its arguments. Everything from PROGRAM on belongs to the
+    /// program, options included (as with `env` or `setarch`).
+    #[arg(value_name = "PROGRAM [ARGS]", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+    pub(crate) command: Vec<OsString>,
 }
 
 #[derive(Args)]
@@ -227,7 +243,7 @@ pub(crate) fn prepare(a: &ExecArgs) -> Result<Prepared, PrepError> {
     let profile = load_profile(a).map_err(PrepError::Usage)?;
     let fs = HostFs::new(&a.root)
         .map_err(|e| PrepError::Usage(Usage(format!("--root {}: {e}", a.root.display()))))?;
-    let mut program = a.program.as_bytes().to_vec();
+    let mut program = a.program().as_bytes().to_vec();
     if a.path_search && !program.contains(&b'/') && !program.is_empty() {
         let path = std::env::var_os("PATH").unwrap_or_default();
         for dir in path.as_bytes().split(|&c| c == b':') {
@@ -268,7 +284,7 @@ pub(crate) fn prepare(a: &ExecArgs) -> Result<Prepared, PrepError> {
         .argv0
         .as_ref()
         .map_or_else(|| program.clone(), |s| s.as_bytes().to_vec())];
-    argv.extend(a.args.iter().map(|s| s.as_bytes().to_vec()));
+    argv.extend(a.args().iter().map(|s| s.as_bytes().to_vec()));
     let mut request = LoadRequest::new(program.clone(), argv, environment(a));
     request.cwd = Some(cwd);
     for r in &a.misc {
@@ -369,6 +385,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => run_plan(&args),
         Command::Check(args) => check::run(&args),
         Command::Explain(args) => explain::run(&args),
+        Command::Run(args) => run::run(&args),
         Command::Profile { preset } => {
             let p = match preset {
                 Some(name) => match Profile::preset(&name) {

@@ -96,7 +96,7 @@ pub fn render<N>(plan: &Plan<N>) -> String {
         .as_ref()
         .map(|i| String::from_utf8_lossy(i).into_owned());
     let mut maps = plan.maps();
-    maps.sort_by(|a, b| b.start.cmp(&a.start));
+    maps.sort_by_key(|m| std::cmp::Reverse(m.start));
     // Highest first, with the gaps between them.
     let mut bands = Vec::new();
     let mut prev_start: Option<u64> = None;
