@@ -7,6 +7,7 @@ pub mod check;
 pub mod hostfs;
 pub mod probe;
 pub mod profile;
+pub mod run;
 
 pub use hostfs::{HostFs, HostHandle};
 pub use profile::host_profile;

@@ -1,0 +1,51 @@
+//! `progload run`: replace this process with PROGRAM by a userland exec (no `execve`).
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use progload::{plan, Errno};
+use progload_host::run::{default_sigpipe, exec_plan_in_place, RunError};
+
+use crate::{prepare, ExecArgs, PrepError, Usage};
+
+fn fail(program: &[u8], e: &RunError) -> ExitCode {
+    let errno = e.errno();
+    let fatal = if e.is_fatal() {
+        " [after the point of no return: the kernel kills the process with SIGSEGV]"
+    } else {
+        ""
+    };
+    eprintln!(
+        "progload: {}: {} ({}): {e}{fatal}",
+        String::from_utf8_lossy(program),
+        errno.text(),
+        errno.name()
+    );
+    ExitCode::from(if errno == Errno::ENOENT { 127 } else { 126 })
+}
+
+/// Plans `execve(PROGRAM, ...)` and performs it in place. Returns only on failure: 127 when
+/// the program is not found, 126 otherwise, 2 for usage errors.
+pub fn run(args: &ExecArgs) -> ExitCode {
+    let mut prep = match prepare(args) {
+        Ok(p) => p,
+        Err(PrepError::Usage(Usage(m))) => {
+            eprintln!("progload: {m}");
+            return ExitCode::from(2);
+        }
+        Err(PrepError::Exec(p, e)) => return fail(&p, &RunError::Plan(e)),
+    };
+    let p = match plan(&prep.fs, &prep.profile, &prep.request, &mut prep.rng) {
+        Ok(p) => p,
+        Err(e) => return fail(&prep.program, &RunError::Plan(e)),
+    };
+    // Nothing should be buffered, but a kernel exec would drop it: flush.
+    let _ = std::io::stdout().flush();
+    // As std::process::Command does for its children: the program starts with the default
+    // SIGPIPE action, not the one the Rust runtime set for progload.
+    default_sigpipe();
+    match exec_plan_in_place(&p) {
+        Ok(never) => match never {},
+        Err(e) => fail(&prep.program, &e),
+    }
+}

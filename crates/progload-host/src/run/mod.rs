@@ -1,0 +1,249 @@
+//! Userland exec in place: replace the calling process with a planned image, without
+//! `execve`, `execveat`, `fexecve` or a memfd exec anywhere on the path.
+//!
+//! # Mechanism
+//!
+//! The process to be replaced (P) cannot tear down its own address space while running in
+//! it: whatever code performs the last `munmap` would have to survive it, and whatever sets
+//! the final registers would have to leave no trace (a trampoline page, a signal frame, a
+//! clobbered `rcx`/`r11`). So P does all the work that can fail *before* the point of no
+//! return itself, while it still owns its memory, and leaves the destructive part to a
+//! helper that drives P from the outside with `ptrace`:
+//!
+//! 1. **P prepares** ([`exec_plan_in_place`]): it checks it is single-threaded, opens every
+//!    file of the plan (through the `O_PATH` descriptors of [`HostFs`](crate::HostFs)),
+//!    reads its own `/proc/self/maps`, signal actions, close-on-exec descriptors,
+//!    credentials and personality, and maps two temporary pages at an address that is free
+//!    now and free in the plan: an `r-x` page holding one `syscall` instruction and an `rw-`
+//!    page holding the syscall arguments (`struct sigaction`s, `stack_t`, `prctl_mm_map` and
+//!    the auxv, comm). It compiles everything into a [`Script`](script::Script): a list of
+//!    syscalls to run in P and of memory writes.
+//! 2. **P forks the helper** (H) by a double fork, the first one a raw `clone` with no exit
+//!    signal, so that P gets no `SIGCHLD` and keeps no zombie: H ends up a child of init, not
+//!    of P, and the new program never sees it. P names H with `PR_SET_PTRACER` (Yama) and
+//!    blocks in `read` on a pipe.
+//! 3. **H rebuilds P** ([`helper`]): `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, then each step is
+//!    one syscall injected into P: registers set to `rip` = the temporary `syscall`
+//!    instruction, `orig_rax = -1` (no syscall restart), then `PTRACE_SINGLESTEP`, which
+//!    stops right after the syscall. In order: rseq unregistered (as `rseq_execve`), robust
+//!    list and `clear_child_tid` cleared (as `exec_mm_release`), every mapping of P unmapped
+//!    except the temporary pages and the vDSO/vvar, `munlockall`, the vDSO/vvar moved with
+//!    `mremap` to the planned addresses (the kernel allows it: `vdso_mremap` updates
+//!    `mm->context.vdso`; it must be P that calls it), `PR_SET_MM_MAP` (start_code..env_end,
+//!    start_brk, brk, the auxv shown by /proc/PID/auxv, and `exe_fd`, i.e.
+//!    `PR_SET_MM_EXE_FILE`: done before the new files are mapped so that the "old exe still
+//!    mapped" rule cannot trip), every planned VMA mapped at its fixed address (files
+//!    `MAP_PRIVATE` from the descriptors P opened, anonymous memory, the stack with
+//!    `MAP_GROWSDOWN`), then H writes the `padzero` ranges and the stack bytes through
+//!    `/proc/P/mem`; signal handlers reset (handled → `SIG_DFL`, ignored kept, flags and
+//!    masks cleared, as `flush_signal_handlers`; the blocked mask and pending signals are
+//!    untouched), `sigaltstack` disabled, personality, `PR_SET_NAME`, credentials (only
+//!    when the plan changes them), close-on-exec descriptors closed and, last, `munmap` of
+//!    the two temporary pages — the syscall returns into unmapped memory, but the
+//!    single-step trap stops P before it fetches anything. H then sets the registers of
+//!    `START_THREAD` (entry, stack pointer, `rflags` 0x202, every other register, FS/GS base
+//!    and selectors 0), resets the x87/SSE/AVX state through `NT_X86_XSTATE` (`fcw` 0x37f,
+//!    `mxcsr` 0x1f80, all vector registers zero), detaches and exits.
+//!
+//! Nothing of progload is left: no mapping (the temporary pages go last), no descriptor, no
+//! child, no signal frame below the stack pointer, no register value.
+//!
+//! The point of no return is H's first injected syscall. Before it, any failure (P
+//! multi-threaded, a file that cannot be opened, no free place for the temporary pages, the
+//! vDSO layout of the plan not matching the kernel's, `ptrace` refused) is returned to the
+//! caller with P unchanged. After it, H makes P die of `SIGSEGV`, as the kernel does.
+//!
+//! Why not a self-unmapping trampoline: the last instruction that unmaps the loader's code
+//! cannot be in that code, and jumping to the entry leaves `rcx`/`r11` (or a signal frame
+//! for `rt_sigreturn`) behind; the `ptrace` helper leaves nothing and needs no executable
+//! *and* writable page at any time.
+//!
+//! # Limits
+//!
+//! - x86_64 only; elsewhere every function returns [`RunError::Unsupported`].
+//! - P must be single-threaded (the kernel's `de_thread` is not emulated).
+//! - P must not already be traced (a debugger): `PTRACE_SEIZE` fails and the error is
+//!   returned before the point of no return.
+//! - `mm->mmap_base` cannot be set from user space: mappings the *new program* makes later
+//!   (ld.so loading libc, malloc arenas) are placed below the caller's `mmap_base`, which was
+//!   chosen when the caller itself was exec'd. With randomization off, run the caller under
+//!   `setarch -R` too to get the kernel's exact later placements.
+//! - binfmt_misc `O`/`C` (`AT_EXECFD`) is not supported.
+//! - POSIX timers (`timer_create`) of the caller are not deleted.
+
+#[cfg(target_arch = "x86_64")]
+mod helper;
+#[cfg(target_arch = "x86_64")]
+mod script;
+
+use std::convert::Infallible;
+use std::fmt;
+
+use progload::{Errno, LoadRequest, Plan, Profile, SeededRng};
+
+use crate::{HostFs, HostHandle};
+
+/// Why a userland exec failed before its point of no return. The caller is unchanged.
+#[derive(Debug)]
+pub enum RunError {
+    /// Planning failed (the error `execve` would return, or a fatal one).
+    Plan(progload::Error),
+    /// A host operation failed while preparing.
+    Host {
+        /// What was being done.
+        what: String,
+        /// The host errno.
+        errno: i32,
+    },
+    /// The exec cannot be done in place (architecture, threads, a debugger, ...).
+    Unsupported(String),
+    /// A failure reported by a spawned child before its point of no return.
+    Reported {
+        /// The child's message.
+        message: String,
+        /// The errno.
+        errno: i32,
+    },
+}
+
+impl RunError {
+    pub(crate) fn host(what: impl Into<String>, e: impl Into<std::io::Error>) -> Self {
+        let e: std::io::Error = e.into();
+        RunError::Host {
+            what: what.into(),
+            errno: e.raw_os_error().unwrap_or(libc::EIO),
+        }
+    }
+
+    /// The errno this failure maps to (`execve`'s for planning errors).
+    pub fn errno(&self) -> Errno {
+        match self {
+            RunError::Plan(e) => e.errno(),
+            RunError::Host { errno, .. } | RunError::Reported { errno, .. } => Errno(*errno),
+            RunError::Unsupported(_) => Errno::EINVAL,
+        }
+    }
+
+    /// Whether the kernel would have killed the process instead (a planning error found
+    /// after its point of no return).
+    pub fn is_fatal(&self) -> bool {
+        matches!(self, RunError::Plan(e) if e.is_fatal())
+    }
+}
+
+impl fmt::Display for RunError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RunError::Plan(e) => write!(f, "{e}"),
+            RunError::Host { what, errno } => {
+                write!(f, "{what}: {}", std::io::Error::from_raw_os_error(*errno))
+            }
+            RunError::Unsupported(why) => write!(f, "cannot exec in place: {why}"),
+            RunError::Reported { message, .. } => write!(f, "{message}"),
+        }
+    }
+}
+
+impl std::error::Error for RunError {}
+
+impl From<progload::Error> for RunError {
+    fn from(e: progload::Error) -> Self {
+        RunError::Plan(e)
+    }
+}
+
+/// A process id.
+pub type Pid = i32;
+
+fn os_rng() -> SeededRng {
+    let mut seed = [0u8; 32];
+    // A failure leaves zeros, which still gives a valid (if predictable) seed.
+    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+        let _ = std::io::Read::read_exact(&mut f, &mut seed);
+    }
+    SeededRng::from_seed(seed)
+}
+
+/// Restores the default action of `SIGPIPE`, which the Rust runtime ignores at startup.
+///
+/// A kernel exec keeps ignored signals ignored, and so does [`exec_plan_in_place`]. A Rust
+/// program that execs on behalf of a user (as `std::process::Command` does in its children)
+/// usually wants the program to start with the default `SIGPIPE` instead: call this first.
+pub fn default_sigpipe() {
+    // SAFETY: installs the default action for SIGPIPE; no handler code is involved.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+}
+
+/// Replaces the calling process with `request`, as `execve` would, without `execve`.
+///
+/// Plans the exec (layout entropy and AT_RANDOM from the OS) and applies it with
+/// [`exec_plan_in_place`].
+///
+/// # Errors
+/// The planning error `execve` would return, or a failure before the point of no return;
+/// the caller is then unchanged. It never returns on success.
+#[doc(alias = "execve")]
+pub fn exec_in_place(
+    fs: &HostFs,
+    profile: &Profile,
+    request: &LoadRequest<HostHandle>,
+) -> Result<Infallible, RunError> {
+    let plan = progload::plan(fs, profile, request, &mut os_rng())?;
+    exec_plan_in_place(&plan)
+}
+
+/// Replaces the calling process with the image `plan` describes (see the module docs for
+/// the mechanism). `plan` must come from a [`HostFs`] and the host profile.
+///
+/// # Errors
+/// A failure before the point of no return; the caller is then unchanged. After it, the
+/// process is killed with `SIGSEGV`. It never returns on success.
+#[doc(alias = "execve")]
+pub fn exec_plan_in_place(plan: &Plan<HostHandle>) -> Result<Infallible, RunError> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        script::exec(plan)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = plan;
+        Err(RunError::Unsupported(String::from(
+            "userland exec is implemented for x86_64 only",
+        )))
+    }
+}
+
+/// Starts `request` in a new process, as `fork` + `execve` would, without `execve`: forks,
+/// replaces the child with [`exec_plan_in_place`], and returns the child's pid once the
+/// child is past its point of no return.
+///
+/// # Errors
+/// The planning error (found before forking) or the child's failure before its point of no
+/// return (the child has then exited and been reaped).
+#[doc(alias = "posix_spawn")]
+pub fn spawn(
+    fs: &HostFs,
+    profile: &Profile,
+    request: &LoadRequest<HostHandle>,
+) -> Result<Pid, RunError> {
+    let plan = progload::plan(fs, profile, request, &mut os_rng())?;
+    spawn_plan(&plan)
+}
+
+/// [`spawn`] for an already computed plan.
+///
+/// # Errors
+/// As [`spawn`].
+pub fn spawn_plan(plan: &Plan<HostHandle>) -> Result<Pid, RunError> {
+    #[cfg(target_arch = "x86_64")]
+    {
+        script::spawn(plan)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = plan;
+        Err(RunError::Unsupported(String::from(
+            "userland exec is implemented for x86_64 only",
+        )))
+    }
+}
