@@ -6,6 +6,9 @@
 //! argc, the argv/envp pointer arrays, auxv, the padding, AT_RANDOM bytes, the platform
 //! string and the string area (argv, envp, execfn).
 
+// SVG fragments are written as multi-line raw strings, each ending its last element with a newline.
+#![allow(clippy::write_with_newline)]
+
 use std::fmt::Write as _;
 
 use progload::Plan;
