@@ -11,18 +11,18 @@
 //! helper that drives P from the outside with `ptrace`:
 //!
 //! 1. **P prepares** ([`exec_plan_in_place`]): it checks it is single-threaded, opens every
-//!    file of the plan (through the `O_PATH` descriptors of [`HostFs`](crate::HostFs)),
+//!    file of the plan (through the `O_PATH` descriptors of [`crate::HostFs`]),
 //!    reads its own `/proc/self/maps`, signal actions, close-on-exec descriptors,
 //!    credentials and personality, and maps two temporary pages at an address that is free
 //!    now and free in the plan: an `r-x` page holding one `syscall` instruction and an `rw-`
 //!    page holding the syscall arguments (`struct sigaction`s, `stack_t`, `prctl_mm_map` and
-//!    the auxv, comm). It compiles everything into a [`Script`](script::Script): a list of
+//!    the auxv, comm). It compiles everything into a `Script`: a list of
 //!    syscalls to run in P and of memory writes.
 //! 2. **P forks the helper** (H) by a double fork, the first one a raw `clone` with no exit
 //!    signal, so that P gets no `SIGCHLD` and keeps no zombie: H ends up a child of init, not
 //!    of P, and the new program never sees it. P names H with `PR_SET_PTRACER` (Yama) and
 //!    blocks in `read` on a pipe.
-//! 3. **H rebuilds P** ([`helper`]): `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, then each step is
+//! 3. **H rebuilds P** (module `helper`): `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, then each step is
 //!    one syscall injected into P: registers set to `rip` = the temporary `syscall`
 //!    instruction, `orig_rax = -1` (no syscall restart), then `PTRACE_SINGLESTEP`, which
 //!    stops right after the syscall. In order: rseq unregistered (as `rseq_execve`), robust
