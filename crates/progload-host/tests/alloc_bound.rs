@@ -15,11 +15,15 @@ struct Counting;
 
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
+static TOTAL: AtomicUsize = AtomicUsize::new(0);
+/// The counters are process-wide: the tests of this file take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 // SAFETY: every call is forwarded unchanged to the system allocator; the counters are only
 // bookkeeping. (Tests may use unsafe; the core crate cannot.)
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        TOTAL.fetch_add(layout.size(), Ordering::Relaxed);
         let now = CURRENT.fetch_add(layout.size(), Ordering::Relaxed) + layout.size();
         PEAK.fetch_max(now, Ordering::Relaxed);
         // SAFETY: same contract as the caller's.
@@ -51,6 +55,7 @@ fn peak_of(fs: &MemFs, profile: &Profile, path: &str) -> usize {
 
 #[test]
 fn plan_allocation_is_bounded_for_any_file() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let mut profile = Profile::linux_6_18_x86_64();
     profile.personality |= ADDR_NO_RANDOMIZE;
     let mut fs = MemFs::new();
@@ -115,4 +120,35 @@ fn plan_allocation_is_bounded_for_any_file() {
     }
     eprintln!("worst peak {} bytes ({}), bound {BOUND}", worst.0, worst.1);
     assert!(worst.0 <= BOUND, "{worst:?}");
+}
+
+/// From a warm profile, a plan allocates what it keeps plus a bounded amount of scratch (the
+/// program header tables, the PT_INTERP path, the string copies): nothing in proportion to
+/// the files, and nothing for the profile (the vDSO image is shared, not copied).
+#[test]
+fn warm_plan_allocates_what_the_plan_holds() {
+    let _turn = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut profile = progload_host::host_profile().unwrap();
+    profile.personality |= ADDR_NO_RANDOMIZE;
+    let fs = progload_host::HostFs::new("/").unwrap();
+    let req = LoadRequest::new(
+        "/usr/bin/ls",
+        vec![b"ls".to_vec(), b"-la".to_vec()],
+        vec![b"A=1".to_vec()],
+    );
+    // Warm: the first plan opens the files' read descriptors once.
+    drop(plan(&fs, &profile, &req, &mut SeededRng::new(0)).unwrap());
+    let total_before = TOTAL.load(Ordering::Relaxed);
+    let live_before = CURRENT.load(Ordering::Relaxed);
+    let p = plan(&fs, &profile, &req, &mut SeededRng::new(0)).unwrap();
+    let allocated = TOTAL.load(Ordering::Relaxed) - total_before;
+    let held = CURRENT.load(Ordering::Relaxed).saturating_sub(live_before);
+    let scratch = allocated - held;
+    eprintln!(
+        "plan of /usr/bin/ls: {allocated} bytes allocated, {held} held by the plan ({} stack bytes, {} VMAs), {scratch} scratch",
+        p.stack.bytes.len(),
+        p.vmas.len()
+    );
+    assert!(scratch <= 16 * 1024, "{scratch} bytes of scratch");
+    assert!(held < 16 * 1024, "{held}");
 }

@@ -327,7 +327,7 @@ pub fn plan<F: FileSystem + ?Sized>(
     req: &LoadRequest<F::Node>,
     rng: &mut dyn RngCore,
 ) -> Result<Plan<F::Node>> {
-    plan_traced(fs, profile, req, rng, &mut Vec::new())
+    plan_inner(fs, profile, req, rng, Trace(None))
 }
 
 /// [`plan()`], recording in `trace` each step taken — also the steps before a failure, so a
@@ -341,6 +341,32 @@ pub fn plan_traced<F: FileSystem + ?Sized>(
     req: &LoadRequest<F::Node>,
     rng: &mut dyn RngCore,
     trace: &mut Vec<Step>,
+) -> Result<Plan<F::Node>> {
+    plan_inner(fs, profile, req, rng, Trace(Some(trace)))
+}
+
+/// Where steps go when the caller asked for them (`plan_traced`); nothing is built otherwise,
+/// so `plan()` allocates only what the plan holds.
+struct Trace<'a>(Option<&'a mut Vec<Step>>);
+
+impl Trace<'_> {
+    fn on(&self) -> bool {
+        self.0.is_some()
+    }
+
+    fn note(&mut self, step: impl FnOnce() -> Step) {
+        if let Some(t) = self.0.as_mut() {
+            t.push(step());
+        }
+    }
+}
+
+fn plan_inner<F: FileSystem + ?Sized>(
+    fs: &F,
+    profile: &Profile,
+    req: &LoadRequest<F::Node>,
+    rng: &mut dyn RngCore,
+    mut trace: Trace<'_>,
 ) -> Result<Plan<F::Node>> {
     profile.validate().map_err(Error::BadProfile)?;
     let creds = &profile.credentials;
@@ -394,7 +420,7 @@ pub fn plan_traced<F: FileSystem + ?Sized>(
         }
     };
 
-    trace.push(Step::Opened {
+    trace.note(|| Step::Opened {
         role: Role::Program,
         given: match &req.executable {
             Executable::Path(p) | Executable::At { path: p, .. } => p.clone(),
@@ -442,14 +468,14 @@ pub fn plan_traced<F: FileSystem + ?Sized>(
             strings.push_front(&interp_name)?;
             strings.push_front(&rule.interpreter)?;
             interp_name = rule.interpreter.clone();
-            trace.push(Step::MiscRule {
+            trace.note(|| Step::MiscRule {
                 name: rule.name.clone(),
                 interpreter: rule.interpreter.clone(),
                 argv: strings.argv.iter().cloned().collect(),
             });
             let f = resolve::open_exec_kernel(fs, creds, &cwd, &rule.interpreter)
                 .map_err(|e| path_err(&rule.interpreter, e))?;
-            trace.push(opened(Role::MiscInterpreter, &rule.interpreter, &f));
+            trace.note(|| opened(Role::MiscInterpreter, &rule.interpreter, &f));
             if rule.credentials {
                 creds_from = Some(cur.found.clone());
             }
@@ -467,14 +493,14 @@ pub fn plan_traced<F: FileSystem + ?Sized>(
                     }
                     strings.push_front(&sb.interpreter)?;
                     interp_name = sb.interpreter.clone();
-                    trace.push(Step::Script {
+                    trace.note(|| Step::Script {
                         interpreter: sb.interpreter.clone(),
                         argument: sb.argument.clone(),
                         argv: strings.argv.iter().cloned().collect(),
                     });
                     let f = resolve::open_exec_kernel(fs, creds, &cwd, &sb.interpreter)
                         .map_err(|e| path_err(&sb.interpreter, e))?;
-                    trace.push(opened(Role::ScriptInterpreter, &sb.interpreter, &f));
+                    trace.note(|| opened(Role::ScriptInterpreter, &sb.interpreter, &f));
                     f
                 }
                 Err(problem) => return Err(Error::Script(problem)),
@@ -482,7 +508,7 @@ pub fn plan_traced<F: FileSystem + ?Sized>(
                     let Some(hdr) = Header::parse(&buf) else {
                         return Err(Error::UnknownFormat);
                     };
-                    break load_elf_headers(fs, profile, &cwd, cur.found, hdr, trace)?;
+                    break load_elf_headers(fs, profile, &cwd, cur.found, hdr, &mut trace)?;
                 }
             }
         };
@@ -508,16 +534,20 @@ pub fn plan_traced<F: FileSystem + ?Sized>(
         rlimit = Some(rlimit.unwrap_or(u64::MAX).min(crate::stack::STK_LIM));
     }
     let comm = {
-        let name = comm_name.unwrap_or_else(|| {
-            let base = execfn.rsplit(|&c| c == b'/').next().unwrap_or(&[]);
-            base.to_vec()
-        });
+        // An fd exec names the task after the dentry of the file finally executed
+        // (`bprm->file`: after a `#!` or binfmt_misc rewrite, the interpreter).
+        let name = comm_name
+            .map(|_| elf_image.file.name.clone())
+            .unwrap_or_else(|| {
+                let base = execfn.rsplit(|&c| c == b'/').next().unwrap_or(&[]);
+                base.to_vec()
+            });
         name.into_iter().take(15).collect::<Vec<u8>>()
     };
     let randomize = personality & ADDR_NO_RANDOMIZE == 0 && profile.randomize_va_space != 0;
     let execfd = have_execfd.then_some(req.execfd);
     let _ = executable;
-    trace.push(Step::PointOfNoReturn);
+    trace.note(|| Step::PointOfNoReturn);
 
     let b: Builder<'_, F> = Builder {
         trace,
@@ -560,7 +590,7 @@ fn load_elf_headers<F: FileSystem + ?Sized>(
     cwd: &DirPath<F::Node>,
     file: Found<F::Node>,
     hdr: Header,
-    trace: &mut Vec<Step>,
+    trace: &mut Trace<'_>,
 ) -> Result<ElfImage<F::Node>> {
     let spec = profile.arch.spec();
     if !hdr.type_ok() {
@@ -587,7 +617,7 @@ fn load_elf_headers<F: FileSystem + ?Sized>(
     }
     let mut property: Option<(bool, Phdr)> = None;
     let mut interp = None;
-    let mut elf_step = Some(Step::Elf {
+    let mut elf_step = trace.on().then(|| Step::Elf {
         path: file.path.clone(),
         e_type: hdr.e_type,
         phnum: hdr.e_phnum,
@@ -624,7 +654,9 @@ fn load_elf_headers<F: FileSystem + ?Sized>(
         if let Some(Step::Elf { interpreter, .. }) = &mut elf_step {
             *interpreter = Some(name.clone());
         }
-        trace.extend(elf_step.take());
+        if let Some(step) = elf_step.take() {
+            trace.note(|| step);
+        }
         let f =
             resolve::open_exec_kernel(fs, &profile.credentials, cwd, &name).map_err(|problem| {
                 Error::InterpOpen {
@@ -642,11 +674,13 @@ fn load_elf_headers<F: FileSystem + ?Sized>(
                 }
             }
         })?;
-        trace.push(opened(Role::ElfInterpreter, &name, &f));
+        trace.note(|| opened(Role::ElfInterpreter, &name, &f));
         interp = Some((name, f, ih));
         break;
     }
-    trace.extend(elf_step);
+    if let Some(step) = elf_step {
+        trace.note(|| step);
+    }
     let interp = match interp {
         None => None,
         Some((name, f, raw)) => {
@@ -826,7 +860,7 @@ struct Builder<'a, F: FileSystem + ?Sized> {
     profile: &'a Profile,
     page: u64,
     rng: &'a mut dyn RngCore,
-    trace: &'a mut Vec<Step>,
+    trace: Trace<'a>,
     randomize: bool,
     vmas: Vmas,
     files: Vec<PlanFile<F::Node>>,
@@ -895,7 +929,8 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         if len == 0 || len > self.profile.task_size {
             return Err(Errno::ENOMEM);
         }
-        if off.checked_add(len).is_none() {
+        // do_mmap(): file_mmap_ok() limits a regular file's range to MAX_LFS_FILESIZE.
+        if off.checked_add(len).is_none() || off > (i64::MAX as u64).saturating_sub(len) {
             return Err(Errno::EOVERFLOW);
         }
         let addr = if fixed || noreplace {
@@ -1183,8 +1218,10 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
                 }
             }
             let addr = load_bias.wrapping_add(vaddr);
+            // Only the first PT_LOAD reserves the whole image (`total_size` is per iteration).
+            let total = if first { total_size } else { 0 };
             let got = self
-                .elf_load(file_idx, addr, p, prot, fixed, noreplace, total_size)
+                .elf_load(file_idx, addr, p, prot, fixed, noreplace, total)
                 .map_err(|e| map_err(e, addr, p.p_memsz, index))?;
             // Mirrors fs/binfmt_elf.c: load_elf_binary(): `BAD_ADDR(error)` on an address
             // that is not an error value (an empty PT_LOAD at or above TASK_SIZE) is -EINVAL.
@@ -1199,7 +1236,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
                     );
                 }
             }
-            self.trace.push(Step::Segment {
+            self.trace.note(|| Step::Segment {
                 path: img.file.path.clone(),
                 index,
                 vaddr,
@@ -1535,7 +1572,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
                 load_addr = map_addr.wrapping_sub(elf::page_start(vaddr, page));
                 load_addr_set = true;
             }
-            self.trace.push(Step::Segment {
+            self.trace.note(|| Step::Segment {
                 path: f.path.clone(),
                 index,
                 vaddr,
