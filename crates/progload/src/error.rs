@@ -288,6 +288,13 @@ pub enum Error {
         /// The length.
         len: u64,
     },
+    /// Zeroing the tail of a writable segment's last file page faults: the page lies past the
+    /// end of the file (EFAULT, fatal).
+    #[error("the bss of the segment at {addr:#x} starts in a page past the end of the file")]
+    PadZeroFault {
+        /// The segment's address.
+        addr: u64,
+    },
     /// The entry point lies outside the user address space (EINVAL, fatal).
     #[error("entry point {0:#x} lies outside the user address space")]
     BadEntry(u64),
@@ -347,6 +354,7 @@ impl Error {
             | Error::MiscRule(_)
             | Error::BadProfile(_) => Errno::EINVAL,
             Error::InterpType(_) => Errno::EPERM,
+            Error::PadZeroFault { .. } => Errno::EFAULT,
             Error::MapCollision { .. } => Errno::EEXIST,
             Error::BelowMinAddr { .. } => Errno::EPERM,
             Error::NoSpace { .. } | Error::Stack => Errno::ENOMEM,
@@ -366,6 +374,7 @@ impl Error {
             | Error::BelowMinAddr { .. }
             | Error::NoSpace { .. }
             | Error::BadEntry(_)
+            | Error::PadZeroFault { .. }
             | Error::Stack => true,
             Error::Nested { source, .. } => source.is_fatal(),
             _ => false,

@@ -875,6 +875,7 @@ fn map_err(e: Errno, addr: u64, len: u64, index: usize) -> Error {
         Errno::EEXIST => Error::MapCollision { addr },
         Errno::EPERM => Error::BelowMinAddr { addr },
         Errno::EINVAL => Error::Misaligned { index },
+        Errno::EFAULT => Error::PadZeroFault { addr },
         _ => Error::NoSpace { len },
     }
 }
@@ -1049,9 +1050,18 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             zero_end = base.wrapping_add(p.p_memsz);
             if p.p_memsz > p.p_filesz {
                 // padzero(): clear_user() to the end of the page; it only takes effect (and
-                // only matters) when the page is writable.
+                // only matters) when the page is writable. Mirrors fs/binfmt_elf.c: elf_load():
+                // a page wholly past the end of the file faults (SIGBUS), and that fault is
+                // fatal (-EFAULT) for a writable segment and ignored otherwise.
                 let in_page = elf::page_offset(zero_start, page);
                 if in_page != 0 && prot & PROT_WRITE != 0 {
+                    let map_off = p.p_offset.wrapping_sub(elf::page_offset(p.p_vaddr, page));
+                    let page_off = map_off
+                        .wrapping_add(elf::page_start(zero_start, page).wrapping_sub(map_addr));
+                    let size = self.files.get(file).map_or(0, |f| f.meta.size);
+                    if page_off >= elf::page_align(size, page) {
+                        return Err(Errno::EFAULT);
+                    }
                     self.zero.push((zero_start, page.saturating_sub(in_page)));
                 }
             }
