@@ -9,6 +9,9 @@
 //! This is the *oracle* the planner in the core crate is compared against, so it deliberately
 //! shares none of the core crate's types.
 //!
+//! [`probe_execveat`] does the same through `execveat(2)`, with a descriptor (`AT_FDCWD`, one
+//! the caller holds, close-on-exec or not, or a raw number) and the flags word passed as given.
+//!
 //! Caveats of the method (all documented kernel behaviour):
 //! - A traced exec never raises privileges (`LSM_UNSAFE_PTRACE`): set-id bits are ignored and
 //!   `AT_SECURE` is whatever a non-set-id exec would give.
@@ -18,6 +21,7 @@
 
 use std::ffi::CString;
 use std::io;
+use std::os::fd::BorrowedFd;
 use std::path::PathBuf;
 
 /// What to execute and in which environment.
@@ -51,6 +55,34 @@ impl ProbeRequest {
             ..ProbeRequest::default()
         }
     }
+}
+
+/// The descriptor argument of `execveat(2)` for [`probe_execveat`].
+#[derive(Debug, Clone, Copy)]
+pub enum ProbeDirFd<'a> {
+    /// `AT_FDCWD`.
+    Cwd,
+    /// A descriptor the caller holds open. The child inherits it under the same number
+    /// (which is what `/dev/fd/N` in `AT_EXECFN` shows) and sets its close-on-exec flag to
+    /// `cloexec` just before the exec; the caller's own flag is left alone.
+    Fd {
+        /// The descriptor.
+        fd: BorrowedFd<'a>,
+        /// Whether it is close-on-exec in the child when `execveat` runs.
+        cloexec: bool,
+    },
+    /// A raw number passed unchanged, e.g. one that is not open (`EBADF`) or `-1`.
+    Raw(i32),
+}
+
+/// How [`probe_execveat`] calls `execveat(dirfd, path, argv, envp, flags)`.
+#[derive(Debug, Clone, Copy)]
+pub struct ProbeExecveat<'a> {
+    /// The descriptor argument.
+    pub dirfd: ProbeDirFd<'a>,
+    /// The flags argument, passed unchanged (`AT_EMPTY_PATH`, `AT_SYMLINK_NOFOLLOW`, or
+    /// anything else, to see the kernel reject it).
+    pub flags: i32,
 }
 
 /// The result of a probe.
@@ -258,6 +290,28 @@ pub fn probe(req: &ProbeRequest) -> io::Result<ProbeOutcome> {
     }
 }
 
+/// [`probe`] through `execveat(2)`: `req.path` is the pathname argument (it may be empty, for
+/// `AT_EMPTY_PATH`), resolved against `at.dirfd` as the kernel does; everything else in `req`
+/// (argv, envp, cwd, stack limit, personality) applies as for [`probe`].
+///
+/// # Errors
+/// As [`probe`].
+#[doc(alias = "execveat")]
+pub fn probe_execveat(req: &ProbeRequest, at: &ProbeExecveat<'_>) -> io::Result<ProbeOutcome> {
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    {
+        imp::run_with(req, Some(at), true)
+    }
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    {
+        let _ = (req, at);
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "the kernel probe is only implemented for x86_64 Linux",
+        ))
+    }
+}
+
 fn cstring(bytes: &[u8], what: &str) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| {
         io::Error::new(
@@ -285,7 +339,10 @@ pub fn exec_to_first_instruction(req: &ProbeRequest) -> io::Result<ProbeOutcome>
     #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
     {
         let _ = req;
-        Err(io::Error::new(io::ErrorKind::Unsupported, "x86_64 Linux only"))
+        Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            "x86_64 Linux only",
+        ))
     }
 }
 
@@ -374,10 +431,10 @@ pub fn parse_stat_mm(text: &str) -> io::Result<MmFields> {
 #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
 mod imp {
     use super::{
-        cstring, invalid_data, parse_auxv, parse_maps, parse_stat_mm, KernelImage, ProbeOutcome,
-        ProbeRequest, X86Regs,
+        cstring, invalid_data, parse_auxv, parse_maps, parse_stat_mm, KernelImage, ProbeDirFd,
+        ProbeExecveat, ProbeOutcome, ProbeRequest, X86Regs,
     };
-    use rustix::fd::{AsFd, BorrowedFd, OwnedFd};
+    use rustix::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
     use rustix::io::Errno;
     use rustix::pipe::{pipe_with, PipeFlags};
     use rustix::process::{
@@ -401,6 +458,7 @@ mod imp {
         StackRlimit = 3,
         Chdir = 4,
         TraceMe = 5,
+        DirFdFlags = 6,
     }
 
     fn stage_name(stage: i32) -> &'static str {
@@ -411,6 +469,7 @@ mod imp {
             3 => "setrlimit(RLIMIT_STACK)",
             4 => "chdir",
             5 => "ptrace(PTRACE_TRACEME)",
+            6 => "fcntl(F_SETFD) on the execveat descriptor",
             _ => "unknown stage",
         }
     }
@@ -427,6 +486,17 @@ mod imp {
         no_randomize: bool,
         empty_mask: libc::sigset_t,
         report: BorrowedFd<'a>,
+        /// `None`: `execve(path)`; `Some`: `execveat(dirfd, path, ..., flags)`.
+        execveat: Option<ChildExecveat>,
+    }
+
+    /// The `execveat` arguments, as plain numbers.
+    #[derive(Clone, Copy)]
+    struct ChildExecveat {
+        dirfd: i32,
+        /// `Some(cloexec)`: set the descriptor's close-on-exec flag to this first.
+        set_cloexec: Option<bool>,
+        flags: i32,
     }
 
     /// Runs in the forked child: only async-signal-safe system calls, no allocation, no
@@ -494,6 +564,21 @@ mod imp {
             }
         }
 
+        if let Some(ChildExecveat {
+            dirfd,
+            set_cloexec: Some(cloexec),
+            ..
+        }) = plan.execveat
+        {
+            let flags = if cloexec { libc::FD_CLOEXEC } else { 0 };
+            // SAFETY: F_SETFD takes an integer argument and no memory; `dirfd` is a descriptor
+            // the parent holds open (the child inherited it), and this only changes the child's
+            // own descriptor-table entry. fcntl is async-signal-safe.
+            if unsafe { libc::fcntl(dirfd, libc::F_SETFD, flags) } == -1 {
+                fail(report, Stage::DirFdFlags, last_errno());
+            }
+        }
+
         // SAFETY: PTRACE_TRACEME ignores the remaining arguments; no memory is passed.
         if unsafe { libc::ptrace(libc::PTRACE_TRACEME, 0, ptr::null_mut::<libc::c_void>(), 0) }
             == -1
@@ -501,12 +586,28 @@ mod imp {
             fail(report, Stage::TraceMe, last_errno());
         }
 
-        // SAFETY: `path` is a NUL-terminated string and `argv`/`envp` are NULL or
+        // The pointers below: `path` is a NUL-terminated string and `argv`/`envp` are NULL or
         // NULL-terminated arrays of pointers to NUL-terminated strings; all of them are owned by
         // the parent's stack frame, which the forked child's copy of memory still contains and
-        // which nothing in the child frees. The raw syscall is used so that a NULL argv reaches
-        // the kernel unchanged.
-        unsafe { libc::syscall(libc::SYS_execve, plan.path.as_ptr(), plan.argv, plan.envp) };
+        // which nothing in the child frees. The raw syscalls are used so that a NULL argv
+        // reaches the kernel unchanged.
+        match plan.execveat {
+            // SAFETY: see above; execve takes no other memory.
+            None => unsafe {
+                libc::syscall(libc::SYS_execve, plan.path.as_ptr(), plan.argv, plan.envp)
+            },
+            // SAFETY: see above; execveat's descriptor and flags are plain integers.
+            Some(at) => unsafe {
+                libc::syscall(
+                    libc::SYS_execveat,
+                    at.dirfd,
+                    plan.path.as_ptr(),
+                    plan.argv,
+                    plan.envp,
+                    at.flags,
+                )
+            },
+        };
         fail(report, Stage::Execve, last_errno())
     }
 
@@ -633,6 +734,15 @@ mod imp {
     /// reaches it (the kernel's exec cost, for benchmarks: `Stopped` is then reported with an
     /// empty image).
     pub(super) fn run(req: &ProbeRequest, read: bool) -> io::Result<ProbeOutcome> {
+        run_with(req, None, read)
+    }
+
+    /// [`run`], through `execveat` when `at` is given.
+    pub(super) fn run_with(
+        req: &ProbeRequest,
+        at: Option<&ProbeExecveat<'_>>,
+        read: bool,
+    ) -> io::Result<ProbeOutcome> {
         // Everything the child touches is built here, before fork.
         let path = cstring(&req.path, "path")?;
         let argv: Option<Vec<CString>> = match &req.argv {
@@ -678,6 +788,18 @@ mod imp {
             no_randomize: req.no_randomize,
             empty_mask,
             report: report_wr.as_fd(),
+            execveat: at.map(|at| {
+                let (dirfd, set_cloexec) = match at.dirfd {
+                    ProbeDirFd::Cwd => (libc::AT_FDCWD, None),
+                    ProbeDirFd::Fd { fd, cloexec } => (fd.as_raw_fd(), Some(cloexec)),
+                    ProbeDirFd::Raw(n) => (n, None),
+                };
+                ChildExecveat {
+                    dirfd,
+                    set_cloexec,
+                    flags: at.flags,
+                }
+            }),
         };
 
         // SAFETY: fork has no memory-safety preconditions. The child only runs `child_main`,
@@ -702,7 +824,11 @@ mod imp {
             if sig != libc::SIGTRAP {
                 return Ok(ProbeOutcome::Killed { signal: sig });
             }
-            let image = if read { read_image(&mut child)? } else { KernelImage::default() };
+            let image = if read {
+                read_image(&mut child)?
+            } else {
+                KernelImage::default()
+            };
             return Ok(ProbeOutcome::Stopped(image));
         }
         if let Some(sig) = status.terminating_signal() {
