@@ -235,6 +235,10 @@ impl Verdict {
     }
 }
 
+/// How long the kernel's exec may take to reach the first instruction before a check gives up
+/// on it (it is then reported as killed by SIGKILL, an outcome mismatch).
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// One exec to check: the kernel runs it with the calling process's root (`/`).
 #[derive(Clone, Debug)]
 pub struct CheckRequest {
@@ -315,7 +319,8 @@ pub fn compare_unrandomized_parts<N>(plan: &Plan<N>, k: &KernelImage) -> Vec<Dif
 /// # Errors
 /// When the probe itself fails (not when the exec fails).
 pub fn check(req: &CheckRequest, profile: &progload::Profile) -> std::io::Result<Verdict> {
-    use crate::probe::{probe, ProbeOutcome, ProbeRequest};
+    use crate::probe::{probe_with_timeout, ProbeOutcome, ProbeRequest};
+    let probe = |r: &ProbeRequest| probe_with_timeout(r, PROBE_TIMEOUT);
     let preq = ProbeRequest {
         path: req.path.clone(),
         argv: req.argv.clone(),

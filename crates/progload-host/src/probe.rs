@@ -325,6 +325,26 @@ fn invalid_data(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
+thread_local! {
+    static DEADLINE: std::cell::Cell<Option<std::time::Duration>> = const { std::cell::Cell::new(None) };
+}
+
+/// [`probe`] bounded in time: a child that neither reaches its first instruction nor fails
+/// within `limit` is killed, and the probe reports `Killed { signal: SIGKILL }` (a sweep
+/// counts it as timed out).
+///
+/// # Errors
+/// As [`probe`].
+pub fn probe_with_timeout(
+    req: &ProbeRequest,
+    limit: std::time::Duration,
+) -> io::Result<ProbeOutcome> {
+    DEADLINE.with(|d| d.set(Some(limit)));
+    let r = probe(req);
+    DEADLINE.with(|d| d.set(None));
+    r
+}
+
 /// Executes `req` under ptrace up to its first instruction and kills it, without reading the
 /// image: the kernel's own exec cost, the reference row of the benchmarks. A successful exec
 /// is reported as `Stopped` with an empty (default) image.
@@ -819,7 +839,34 @@ mod imp {
         };
         drop(report_wr);
 
-        let status = child.wait()?;
+        // With a deadline (probe_with_timeout), a watchdog kills the child through a pidfd
+        // (immune to pid reuse) if it has not stopped or exited in time.
+        let watchdog = super::DEADLINE.with(|d| d.get()).and_then(|limit| {
+            let pidfd =
+                rustix::process::pidfd_open(child.pid, rustix::process::PidfdFlags::empty())
+                    .ok()?;
+            let done =
+                std::sync::Arc::new((std::sync::Mutex::new(false), std::sync::Condvar::new()));
+            let flag = done.clone();
+            let handle = std::thread::spawn(move || {
+                let (lock, cvar) = &*flag;
+                let guard = lock.lock().unwrap_or_else(|e| e.into_inner());
+                let (guard, timeout) = cvar
+                    .wait_timeout_while(guard, limit, |finished| !*finished)
+                    .unwrap_or_else(|e| e.into_inner());
+                if timeout.timed_out() && !*guard {
+                    let _ = rustix::process::pidfd_send_signal(&pidfd, Signal::KILL);
+                }
+            });
+            Some((done, handle))
+        });
+        let status = child.wait();
+        if let Some((done, handle)) = watchdog {
+            *done.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            done.1.notify_all();
+            let _ = handle.join();
+        }
+        let status = status?;
         if let Some(sig) = status.stopping_signal() {
             if sig != libc::SIGTRAP {
                 return Ok(ProbeOutcome::Killed { signal: sig });
