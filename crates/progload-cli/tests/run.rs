@@ -551,3 +551,455 @@ fn progload_leaves_nothing_behind() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("\n0\n"));
 }
+
+#[test]
+fn ld_so_run_directly_same_as_direct() {
+    let ld = "/lib64/ld-linux-x86-64.so.2";
+    if !Path::new(ld).exists() {
+        eprintln!("SKIPPED ld_so_run_directly_same_as_direct: no {ld} on this host");
+        return;
+    }
+    let out = assert_same(&[ld, "/usr/bin/true"], false);
+    assert!(out.status.success());
+    assert_same(&[ld, "/bin/sh", "-c", "echo via ld.so; exit 9"], false);
+    // The library addresses ld.so prints depend on the layout: randomization off for both.
+    let out = assert_same(&[ld, "--list", "/usr/bin/true"], true);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("libc.so.6 =>"), "{text}");
+}
+
+#[test]
+fn nested_scripts_three_levels_same_as_direct() {
+    // level1 → level2 → level3 → /bin/sh: the kernel's argv rewriting at each level, and
+    // /proc/self/exe (the final interpreter) and comm (the first file's name).
+    let dir = TempDir::new().unwrap();
+    let d = dir.path().to_string_lossy().into_owned();
+    write_executable(
+        dir.path(),
+        "level3",
+        b"#!/bin/sh -e\necho \"$0|$*|$#\"; readlink /proc/$$/exe; cat /proc/$$/comm; exit 7\n",
+    )
+    .unwrap();
+    write_executable(
+        dir.path(),
+        "level2",
+        format!("#!{d}/level3 two\nnot run\n").as_bytes(),
+    )
+    .unwrap();
+    write_executable(
+        dir.path(),
+        "level1",
+        format!("#!{d}/level2  one  \nnot run\n").as_bytes(),
+    )
+    .unwrap();
+    let out = assert_same(&[&format!("{d}/level1"), "x y", "z"], false);
+    assert_eq!(out.status.code(), Some(7));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with(&format!(
+            "{d}/level3|two {d}/level2 one {d}/level1 x y z|6\n"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("\nlevel1\n"), "{text}");
+}
+
+/// How the test tracer attaches to the process it starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Attach {
+    /// The child calls PTRACE_TRACEME (no options): the kernel's legacy exec SIGTRAP.
+    TraceMe,
+    /// The parent seizes the child with PTRACE_O_TRACEEXEC: PTRACE_EVENT_EXEC stops.
+    SeizeTraceExec,
+}
+
+/// One ptrace stop of the traced child.
+struct TraceStop {
+    /// `status >> 8` of the wait status (signal, plus the event in bits 8..16).
+    what: i32,
+    si_code: i32,
+    si_pid: i32,
+    regs: libc::user_regs_struct,
+    maps: String,
+}
+
+struct TraceRun {
+    stops: Vec<TraceStop>,
+    status: i32,
+    stdout: Vec<u8>,
+    pid: i32,
+}
+
+/// Starts `argv` under a minimal ptrace tracer (this test process), randomization off,
+/// records every stop (registers, siginfo, /proc/PID/maps) and resumes it: SIGTRAP is
+/// suppressed, other signals are passed on. Returns the stops, the wait status and stdout.
+fn trace_run(argv: &[&str], attach: Attach) -> TraceRun {
+    let cargs: Vec<CString> = argv.iter().map(|a| CString::new(*a).unwrap()).collect();
+    let mut cargv: Vec<*const libc::c_char> = cargs.iter().map(|c| c.as_ptr()).collect();
+    cargv.push(std::ptr::null());
+    let envs: Vec<CString> = ["PATH=/usr/bin:/bin", "A=1"]
+        .iter()
+        .map(|e| CString::new(*e).unwrap())
+        .collect();
+    let mut envp: Vec<*const libc::c_char> = envs.iter().map(|c| c.as_ptr()).collect();
+    envp.push(std::ptr::null());
+    let (mut out, mut go) = ([0; 2], [0; 2]);
+    // SAFETY: pipe2 writes two descriptors into each array.
+    unsafe {
+        assert_eq!(libc::pipe2(out.as_mut_ptr(), libc::O_CLOEXEC), 0);
+        assert_eq!(libc::pipe2(go.as_mut_ptr(), libc::O_CLOEXEC), 0);
+    }
+    // SAFETY: the child only makes async-signal-safe calls on memory prepared before the
+    // fork, then execs or exits.
+    let child = unsafe { libc::fork() };
+    if child == 0 {
+        // SAFETY: see above.
+        unsafe {
+            libc::dup2(out[1], 1);
+            libc::personality(0x0040000);
+            if attach == Attach::TraceMe {
+                libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
+            } else {
+                let mut b = 0u8;
+                libc::read(go[0], (&mut b as *mut u8).cast(), 1);
+            }
+            libc::execve(cargv[0], cargv.as_ptr(), envp.as_ptr());
+            libc::_exit(92);
+        }
+    }
+    // SAFETY: closes our copies of the child's ends; the seize happens before the child
+    // is let go, so it is traced from its exec on.
+    unsafe {
+        libc::close(out[1]);
+        libc::close(go[0]);
+        if attach == Attach::SeizeTraceExec {
+            let opts = libc::PTRACE_O_TRACEEXEC | libc::PTRACE_O_EXITKILL;
+            assert_eq!(libc::ptrace(libc::PTRACE_SEIZE, child, 0, opts), 0);
+            libc::write(go[1], b"g".as_ptr().cast(), 1);
+        }
+        libc::close(go[1]);
+    }
+    let reader = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let mut buf = [0u8; 4096];
+        loop {
+            // SAFETY: reads into a valid buffer from our read end.
+            let n = unsafe { libc::read(out[0], buf.as_mut_ptr().cast(), buf.len()) };
+            if n <= 0 {
+                break;
+            }
+            v.extend_from_slice(&buf[..n as usize]);
+        }
+        // SAFETY: closes our read end.
+        unsafe { libc::close(out[0]) };
+        v
+    });
+    let mut stops = Vec::new();
+    let status = loop {
+        let mut status = 0;
+        // SAFETY: waits for our traced child; `status` is a valid out pointer.
+        let r = unsafe { libc::waitpid(child, &mut status, libc::__WALL) };
+        assert_eq!(r, child, "waitpid");
+        if !libc::WIFSTOPPED(status) {
+            break status;
+        }
+        // SAFETY: plain old data, filled by the kernel below.
+        let mut regs: libc::user_regs_struct = unsafe { std::mem::zeroed() };
+        // SAFETY: as above.
+        let mut si: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        // SAFETY: GETREGS and GETSIGINFO write the structures given; the child is stopped.
+        unsafe {
+            libc::ptrace(libc::PTRACE_GETREGS, child, 0, &mut regs);
+            libc::ptrace(libc::PTRACE_GETSIGINFO, child, 0, &mut si);
+        }
+        let sig = libc::WSTOPSIG(status);
+        let event = status >> 16;
+        stops.push(TraceStop {
+            what: status >> 8,
+            si_code: si.si_code,
+            // SAFETY: si_pid is valid for the SI_USER/SI_TKILL signals this test sends.
+            si_pid: unsafe { si.si_pid() },
+            regs,
+            maps: std::fs::read_to_string(format!("/proc/{child}/maps")).unwrap_or_default(),
+        });
+        let pass = if event != 0 || sig == libc::SIGTRAP {
+            0
+        } else {
+            sig
+        };
+        // SAFETY: resumes our stopped tracee.
+        unsafe { libc::ptrace(libc::PTRACE_CONT, child, 0, pass) };
+    };
+    TraceRun {
+        stops,
+        status,
+        stdout: reader.join().unwrap(),
+        pid: child,
+    }
+}
+
+/// The registers a tracer reads, as (name, value) pairs, `orig_rax` left out.
+fn named_regs(r: &libc::user_regs_struct) -> Vec<(&'static str, u64)> {
+    vec![
+        ("r15", r.r15),
+        ("r14", r.r14),
+        ("r13", r.r13),
+        ("r12", r.r12),
+        ("rbp", r.rbp),
+        ("rbx", r.rbx),
+        ("r11", r.r11),
+        ("r10", r.r10),
+        ("r9", r.r9),
+        ("r8", r.r8),
+        ("rax", r.rax),
+        ("rcx", r.rcx),
+        ("rdx", r.rdx),
+        ("rsi", r.rsi),
+        ("rdi", r.rdi),
+        ("rip", r.rip),
+        ("cs", r.cs),
+        ("eflags", r.eflags),
+        ("rsp", r.rsp),
+        ("ss", r.ss),
+        ("fs_base", r.fs_base),
+        ("gs_base", r.gs_base),
+        ("ds", r.ds),
+        ("es", r.es),
+        ("fs", r.fs),
+        ("gs", r.gs),
+    ]
+}
+
+/// Compares the registers (but `skip`) and the mappings at two stops.
+fn assert_stop_equals_kernel(kernel: &TraceStop, ours: &TraceStop, skip: &[&str]) {
+    for ((n, a), (_, b)) in named_regs(&kernel.regs).iter().zip(named_regs(&ours.regs)) {
+        if !skip.contains(n) {
+            assert_eq!(*a, b, "{n} at the stop: kernel {a:#x}, progload run {b:#x}");
+        }
+    }
+    assert_eq!(kernel.maps, ours.maps, "/proc/PID/maps at the stop");
+    assert!(!ours.maps.contains(PROGLOAD), "{}", ours.maps);
+}
+
+#[test]
+fn traceme_tracer_gets_the_exec_sigtrap_at_the_entry() {
+    let dump = prog("dump");
+    let k = trace_run(&[&dump, "x", "yy"], Attach::TraceMe);
+    let u = trace_run(
+        &[PROGLOAD, "run", "--no-randomize", &dump, "x", "yy"],
+        Attach::TraceMe,
+    );
+    // The kernel: one SIGTRAP (SI_USER from the process itself) at the program's entry.
+    assert_eq!(k.stops.len(), 1, "kernel stops");
+    assert_eq!(k.stops[0].what, libc::SIGTRAP);
+    // progload run: its own exec's SIGTRAP, then the same SIGTRAP at the entry.
+    assert_eq!(u.stops.len(), 2, "progload run stops");
+    let (ks, us) = (&k.stops[0], &u.stops[1]);
+    assert_eq!(us.what, libc::SIGTRAP);
+    assert_eq!((ks.si_code, us.si_code), (libc::SI_USER, libc::SI_USER));
+    assert_eq!((ks.si_pid, us.si_pid), (k.pid, u.pid));
+    assert_stop_equals_kernel(ks, us, &[]);
+    // The kernel's stop is at the exit of execve, ours at the exit of rt_sigreturn.
+    assert_eq!(ks.regs.orig_rax, libc::SYS_execve as u64);
+    assert_eq!(us.regs.orig_rax, u64::MAX);
+    // And the program sees the same registers and stack at its first instruction.
+    assert_eq!(k.status, u.status);
+    assert!(libc::WIFEXITED(u.status) && libc::WEXITSTATUS(u.status) == 0);
+    let (kr, kst) = registers_and_stack(&k.stdout);
+    let (ur, ust) = registers_and_stack(&u.stdout);
+    assert_eq!(kr, ur, "registers at entry");
+    assert!(kst == ust, "stack at entry");
+}
+
+#[test]
+fn traceexec_tracer_gets_a_sigtrap_instead_of_the_exec_event() {
+    let prog = prog("proc-self-static");
+    let k = trace_run(&[&prog], Attach::SeizeTraceExec);
+    let u = trace_run(
+        &[PROGLOAD, "run", "--no-randomize", &prog],
+        Attach::SeizeTraceExec,
+    );
+    let exec_event = libc::SIGTRAP | (libc::PTRACE_EVENT_EXEC << 8);
+    // The kernel: a PTRACE_EVENT_EXEC stop, no signal.
+    assert_eq!(k.stops.len(), 1);
+    assert_eq!(k.stops[0].what, exec_event);
+    // progload run: the event for its own exec, then a SIGTRAP signal-delivery-stop at the
+    // entry, with the registers and mappings of the kernel's event stop.
+    assert_eq!(u.stops.len(), 2);
+    assert_eq!(u.stops[0].what, exec_event);
+    assert_eq!(u.stops[1].what, libc::SIGTRAP);
+    assert_eq!(u.stops[1].si_code, libc::SI_USER);
+    // The event stop is inside execve: rax still holds -ENOSYS there (the program starts
+    // with 0, as ours shows).
+    assert_eq!(k.stops[0].regs.rax, (-libc::ENOSYS) as u64);
+    assert_eq!(u.stops[1].regs.rax, 0);
+    assert_stop_equals_kernel(&k.stops[0], &u.stops[1], &["rax"]);
+    assert_eq!(k.status, u.status);
+    // The program's view of itself (exe, cmdline, environ, auxv, mm fields, maps) too.
+    let strip_random = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .filter(|l| !l.starts_with("auxv 25 "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip_random(&k.stdout), strip_random(&u.stdout));
+}
+
+/// `program` found on PATH, or a loud skip message.
+fn tool(program: &str, test: &str) -> Option<PathBuf> {
+    let found = ["/usr/bin", "/bin", "/usr/local/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(program))
+        .find(|p| p.exists());
+    if found.is_none() {
+        eprintln!("SKIPPED {test}: {program} is not installed");
+    }
+    found
+}
+
+#[test]
+fn gdb_reaches_the_entry_and_loads_symbols_from_proc_pid_exe() {
+    let Some(gdb) = tool(
+        "gdb",
+        "gdb_reaches_the_entry_and_loads_symbols_from_proc_pid_exe",
+    ) else {
+        return;
+    };
+    for (name, entry_symbol) in [
+        ("proc-self-static", "_start in section .text of "),
+        (
+            "proc-self",
+            "_start in section .text of /lib64/ld-linux-x86-64.so.2",
+        ),
+    ] {
+        let p = prog(name);
+        let out = Command::new(&gdb)
+            .args(["-nx", "-batch"])
+            .args(["-ex", "run"])
+            .args(["-ex", "info proc mappings"])
+            .args(["-ex", "info registers rip rcx r11 eflags"])
+            .args([
+                "-ex",
+                "python gdb.execute('file /proc/%d/exe' % gdb.selected_inferior().pid)",
+            ])
+            .args(["-ex", "info symbol $pc"])
+            .args(["-ex", "break main"])
+            .args(["-ex", "continue"])
+            .args(["-ex", "info symbol $pc"])
+            .args(["-ex", "continue"])
+            .arg("--args")
+            .args([PROGLOAD, "run", &p, "gdb-arg"])
+            .env("PATH", "/usr/bin:/bin")
+            .current_dir(progs())
+            .output()
+            .expect("run gdb");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        if text.contains("Python scripting is not supported") {
+            eprintln!("SKIPPED gdb test: this gdb has no Python to name /proc/PID/exe");
+            return;
+        }
+        // Stopped at the entry by the exec SIGTRAP, with the program's mappings only.
+        assert!(
+            text.contains("Program received signal SIGTRAP"),
+            "{name}: {text}"
+        );
+        let (maps, _) = text
+            .split_once("rip ")
+            .unwrap_or_else(|| panic!("{name}: {text}"));
+        assert!(
+            maps.contains(&p) && !maps.contains(PROGLOAD),
+            "{name}: {text}"
+        );
+        assert!(text.contains("rcx            0x0"), "{name}: {text}");
+        assert!(text.contains("eflags         0x202"), "{name}: {text}");
+        // The symbols come from /proc/PID/exe: the entry, then main.
+        let want = if entry_symbol.ends_with("of ") {
+            format!("{entry_symbol}{p}")
+        } else {
+            entry_symbol.to_string()
+        };
+        assert!(text.contains(&want), "{name}: want {want:?} in {text}");
+        assert!(text.contains("Breakpoint 1, "), "{name}: {text}");
+        assert!(text.contains("main in section .text"), "{name}: {text}");
+        assert!(text.contains("gdb-arg"), "{name}: {text}");
+        assert!(text.contains("exited normally"), "{name}: {text}");
+    }
+}
+
+#[test]
+fn strace_sees_the_rebuild_and_the_program_runs() {
+    let Some(strace) = tool("strace", "strace_sees_the_rebuild_and_the_program_runs") else {
+        return;
+    };
+    let dir = TempDir::new().unwrap();
+    let log = dir.join("log");
+    // Builtins only: the one execve in the log must be progload's own.
+    let argv = [
+        "/bin/sh",
+        "-c",
+        "echo traced; read c < /proc/$$/comm; echo $c; exit 3",
+    ];
+    let direct = Command::new(argv[0]).args(&argv[1..]).output().unwrap();
+    let via = Command::new(&strace)
+        .args(["-f", "-o"])
+        .arg(&log)
+        .args([PROGLOAD, "run"])
+        .args(argv)
+        .output()
+        .unwrap();
+    assert_eq!(direct.stdout, via.stdout);
+    assert_eq!(direct.status.code(), via.status.code());
+    let log = std::fs::read_to_string(&log).unwrap();
+    // strace stops at every syscall: progload raises no SIGTRAP (strace would pass it on),
+    // and the rebuild is in the log, ending with rt_sigreturn into the program.
+    assert!(!log.contains("--- SIGTRAP"), "{log}");
+    assert_eq!(log.matches("execve(").count(), 1, "{log}");
+    assert!(log.contains("process_madvise(") && log.contains("rt_sigreturn("));
+}
+
+#[test]
+fn traced_programs_same_as_direct() {
+    // The traced path (P rebuilds itself) against the kernel under the same tracer:
+    // everything the programs print about themselves, their exit status.
+    let strip_random = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .lines()
+            .filter(|l| !l.starts_with("auxv 25 "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let cases: Vec<Vec<String>> = vec![
+        vec![prog("proc-self"), "a b".into(), "c".into()],
+        vec![prog("proc-self-static")],
+        vec![prog("proc-self-static-pie")],
+        vec![prog("proc-self-no-pie"), "x".into()],
+        vec![prog("threads")],
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            "echo a | tr a b; read c < /proc/$$/comm; echo $c; exit 4".into(),
+        ],
+        vec![
+            "/usr/bin/python3".into(),
+            "-c".into(),
+            "print(6 * 7)".into(),
+        ],
+        vec![prog("script"), "one".into(), "two".into()],
+    ];
+    for argv in &cases {
+        let argv: Vec<&str> = argv.iter().map(String::as_str).collect();
+        let k = trace_run(&argv, Attach::TraceMe);
+        let mut via = vec![PROGLOAD, "run", "--no-randomize"];
+        via.extend(&argv);
+        let u = trace_run(&via, Attach::TraceMe);
+        assert_eq!(k.status, u.status, "{argv:?}");
+        assert_eq!(strip_random(&k.stdout), strip_random(&u.stdout), "{argv:?}");
+        let last = u.stops.iter().rfind(|s| s.what == libc::SIGTRAP);
+        assert!(last.is_some(), "{argv:?}: no SIGTRAP stop");
+    }
+}

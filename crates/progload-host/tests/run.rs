@@ -13,7 +13,8 @@ use progload_host::run::{exec_in_place, spawn, RunError};
 use progload_host::{host_profile, HostFs};
 use progload_testkit::progs::TempDir;
 
-/// Prints the process state an exec resets or keeps.
+/// Prints the process state an exec resets or keeps (not SigQ: it counts the signals
+/// queued for the whole user, which the tests running in parallel change).
 const C_STATE: &str = r#"
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -25,7 +26,7 @@ const C_STATE: &str = r#"
 int main(int argc, char **argv) {
     char line[512]; FILE *f = fopen("/proc/self/status", "r");
     while (fgets(line, sizeof line, f))
-        if (!strncmp(line, "Sig", 3) || !strncmp(line, "ShdPnd", 6) || !strncmp(line, "Name", 4)) fputs(line, stdout);
+        if ((!strncmp(line, "Sig", 3) && strncmp(line, "SigQ", 4)) || !strncmp(line, "ShdPnd", 6) || !strncmp(line, "Name", 4)) fputs(line, stdout);
     fclose(f);
     for (int s = 1; s < 32; s++) {
         struct sigaction sa; sigaction(s, 0, &sa);
@@ -61,8 +62,10 @@ fn state_prog() -> &'static Path {
 extern "C" fn on_usr1(_: libc::c_int) {}
 
 /// In a forked child: sets up signal state, descriptors, an alternate stack and comm, then
-/// execs `prog` with the kernel (`kernel == true`) or in place; returns its stdout.
-fn run_from_state(prog: &Path, kernel: bool) -> String {
+/// execs `prog` with the kernel (`kernel == true`) or in place; returns its stdout. With
+/// `traced`, the child is traced by this process (PTRACE_TRACEME), which suppresses the exec
+/// SIGTRAP and passes other signals on.
+fn run_from_state(prog: &Path, kernel: bool, traced: bool) -> String {
     let path = CString::new(prog.as_os_str().as_encoded_bytes()).unwrap();
     let argv0 = path.clone();
     let arg1 = CString::new("last-arg").unwrap();
@@ -88,8 +91,12 @@ fn run_from_state(prog: &Path, kernel: bool) -> String {
     if child == 0 {
         // SAFETY: plain libc calls on the child's own state with valid arguments.
         unsafe {
+            if traced {
+                libc::ptrace(libc::PTRACE_TRACEME, 0, 0, 0);
+            }
             libc::dup2(fds[1], 1);
             libc::dup2(null.as_raw_fd(), 7); // inherited
+            libc::fcntl(7, libc::F_SETFD, 0); // (dup2 keeps the flag if `null` is fd 7)
             libc::dup2(null.as_raw_fd(), 8);
             libc::fcntl(8, libc::F_SETFD, libc::FD_CLOEXEC); // closed by the exec
             let mut sa: libc::sigaction = std::mem::zeroed();
@@ -132,6 +139,24 @@ fn run_from_state(prog: &Path, kernel: bool) -> String {
     }
     // SAFETY: closes our copy of the write end.
     unsafe { libc::close(fds[1]) };
+    let mut status = 0;
+    let mut traps = 0;
+    if traced {
+        // The output is small: it fits in the pipe while we drive the tracee to its end.
+        loop {
+            // SAFETY: waits for our traced child; `status` is a valid out pointer.
+            assert_eq!(unsafe { libc::waitpid(child, &mut status, 0) }, child);
+            if !libc::WIFSTOPPED(status) {
+                break;
+            }
+            let sig = libc::WSTOPSIG(status);
+            traps += usize::from(sig == libc::SIGTRAP);
+            let pass = if sig == libc::SIGTRAP { 0 } else { sig };
+            // SAFETY: resumes our stopped tracee.
+            unsafe { libc::ptrace(libc::PTRACE_CONT, child, 0, pass) };
+        }
+        assert_eq!(traps, 1, "kernel={kernel}: one exec SIGTRAP");
+    }
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -143,12 +168,12 @@ fn run_from_state(prog: &Path, kernel: bool) -> String {
         out.extend_from_slice(&buf[..n as usize]);
     }
     // SAFETY: closes our read end and reaps the child.
-    let status = unsafe {
+    unsafe {
         libc::close(fds[0]);
-        let mut status = 0;
-        libc::waitpid(child, &mut status, 0);
-        status
-    };
+        if !traced {
+            libc::waitpid(child, &mut status, 0);
+        }
+    }
     assert!(
         libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
         "kernel={kernel}: status {status:#x}"
@@ -159,9 +184,24 @@ fn run_from_state(prog: &Path, kernel: bool) -> String {
 #[test]
 fn process_state_after_exec_equals_kernel() {
     let prog = state_prog();
-    let k = run_from_state(prog, true);
-    let u = run_from_state(prog, false);
+    let k = run_from_state(prog, true, false);
+    let u = run_from_state(prog, false, false);
     assert_eq!(k, u, "kernel exec vs exec_in_place");
+    check_state(&u);
+}
+
+#[test]
+fn process_state_after_traced_exec_equals_kernel() {
+    // The traced path (P rebuilds itself, no helper): same state as the kernel's exec
+    // under the same tracer.
+    let prog = state_prog();
+    let k = run_from_state(prog, true, true);
+    let u = run_from_state(prog, false, true);
+    assert_eq!(k, u, "traced: kernel exec vs exec_in_place");
+    check_state(&u);
+}
+
+fn check_state(u: &str) {
     // The kernel's rules, visible in the output: the handler was reset, the ignored signal
     // kept (flags cleared), the mask and the pending SIGHUP kept, the alternate stack
     // disabled, fd 8 (close-on-exec) closed, fd 7 kept, comm from the file name.

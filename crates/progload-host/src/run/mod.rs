@@ -58,12 +58,69 @@
 //! for `rt_sigreturn`) behind; the `ptrace` helper leaves nothing and needs no executable
 //! *and* writable page at any time.
 //!
+//! # When P is already traced (a debugger, strace, a `PTRACE_TRACEME` parent)
+//!
+//! No helper can attach to a traced process, so P replays the same script itself (module
+//! `inplace`); nothing is forked or cloned, so a tracer that follows forks sees no extra
+//! process. The non-traced path above is unchanged.
+//!
+//! 1. P prepares as above, plus: `/proc/self/mem` opened (the writes go through it, as the
+//!    helper's do: `FOLL_FORCE`, whatever the protection), its rseq registration identified
+//!    (glibc's `__rseq_offset`/`__rseq_size`, confirmed by the kernel's `EBUSY`), a
+//!    `syscall` instruction `G` found in the planned vDSO (else in an executable file page
+//!    of the image), and `process_madvise(PIDFD_SELF)` checked to work. The temporary code
+//!    page holds a small interpreter instead of one `syscall`; the data pages hold the step
+//!    table and the bytes to write.
+//! 2. P blocks every signal and calls the interpreter, which runs the table (the same
+//!    steps, then `ARCH_SET_FS`/`ARCH_SET_GS` 0, the `rt_sigreturn` frame written just below
+//!    the initial stack pointer, a 15-byte trampoline and its iovec written copy-on-write
+//!    into `G`'s page, the exec `SIGTRAP` queued, the close-on-exec descriptors closed),
+//!    using no stack. A failure before any change returns the error with P unchanged (mask
+//!    restored); after one, P dies of `SIGSEGV`.
+//! 3. The interpreter jumps to the trampoline, in the new image: `munmap` of the temporary
+//!    pages; `process_madvise(PIDFD_SELF, {page of G, 15}, MADV_DONTNEED)`, which drops the
+//!    modified copy of the page (its file or vDSO contents come back) and returns 15 =
+//!    `__NR_rt_sigreturn`; execution goes on at `G`, now the image's own `syscall`:
+//!    `rt_sigreturn` loads every register from the frame (entry, stack pointer, `rflags`
+//!    0x202, all others 0), resets the x87/SSE/AVX state (`fpstate` NULL), disables the
+//!    alternate stack and restores the caller's signal mask. On the way out to the entry,
+//!    the pending `SIGTRAP` (`SI_USER`, from the process itself: `send_sig(SIGTRAP,
+//!    current, 0)` as the kernel's legacy exec report) stops P in a signal-delivery-stop.
+//!
+//! What a tracer sees, and the residual differences from a kernel exec:
+//!
+//! - A `PTRACE_TRACEME`/`PTRACE_ATTACH` tracer without `PTRACE_O_TRACEEXEC`: the `SIGTRAP`
+//!   stop at the entry with the kernel's registers and mappings, except `orig_rax`, -1
+//!   instead of 59 (the stop follows `rt_sigreturn`, not `execve`).
+//! - A `PTRACE_O_TRACEEXEC` tracer (gdb) gets no `PTRACE_EVENT_EXEC` (only the kernel can
+//!   report one): it gets that same `SIGTRAP` signal-delivery-stop instead, where the kernel
+//!   shows the event stop (with `rax` still `-ENOSYS` inside `execve`). gdb reports
+//!   "Program received signal SIGTRAP" at the entry (`_start` of ld.so or of the program)
+//!   and still believes the old program is loaded: `file /proc/PID/exe` loads the new
+//!   one's symbols, after which breakpoints and shared libraries work. With gdb's default
+//!   `disable-randomization on` this works; with it off, gdb's libthread_db (loaded for
+//!   progload's libc) fails at the stop ("Cannot find user-level thread"): set
+//!   `libthread-db-search-path` to an empty directory first.
+//! - A tracer that stops P at every syscall (strace; detected before the point of no
+//!   return: `getppid` calls that cost voluntary context switches) gets no `SIGTRAP`,
+//!   which it would pass on and kill the program with: it sees the whole rebuild syscall by
+//!   syscall, ending with `rt_sigreturn` returning to the entry. A seized tracer without
+//!   syscall stops gets the `SIGTRAP`, which the kernel would not send it.
+//! - 304 bytes below the initial stack pointer hold the `rt_sigreturn` frame (the entry,
+//!   the stack pointer, `rflags`, `cs`/`ss`, `SS_DISABLE`, the signal mask); the kernel
+//!   leaves zeros there. When they cross into the next page down, that page is resident.
+//! - The exec `SIGTRAP` is queued a few syscalls before the end: a tracer detaching in
+//!   that window leaves the program a `SIGTRAP` with its default action.
+//! - After the point of no return the tracer sees the `SIGSEGV` signal-delivery-stop (the
+//!   kernel's `force_fatal_sig` skips the tracer).
+//! - Needs `process_madvise(PIDFD_SELF, MADV_DONTNEED)` (Linux 6.15 or later) and a
+//!   `syscall` instruction (bytes `0f 05`) in the vDSO or the image's code; otherwise the
+//!   error is returned before the point of no return.
+//!
 //! # Limits
 //!
 //! - x86_64 only; elsewhere every function returns [`RunError::Unsupported`].
 //! - P must be single-threaded (the kernel's `de_thread` is not emulated).
-//! - P must not already be traced (a debugger): `PTRACE_SEIZE` fails and the error is
-//!   returned before the point of no return.
 //! - `mm->mmap_base` cannot be set from user space: mappings the *new program* makes later
 //!   (ld.so loading libc, malloc arenas) are placed below the caller's `mmap_base`, which was
 //!   chosen when the caller itself was exec'd. With randomization off, run the caller under
@@ -73,6 +130,8 @@
 
 #[cfg(target_arch = "x86_64")]
 mod helper;
+#[cfg(target_arch = "x86_64")]
+mod inplace;
 #[cfg(target_arch = "x86_64")]
 mod script;
 
@@ -95,7 +154,7 @@ pub enum RunError {
         /// The host errno.
         errno: i32,
     },
-    /// The exec cannot be done in place (architecture, threads, a debugger, ...).
+    /// The exec cannot be done in place (architecture, threads, kernel features, ...).
     Unsupported(String),
     /// A failure reported by a spawned child before its point of no return.
     Reported {

@@ -11,7 +11,7 @@ use progload::Plan;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use rustix::pipe::PipeFlags;
 
-use super::{helper, Pid, RunError};
+use super::{helper, inplace, Pid, RunError};
 use crate::HostHandle;
 
 /// The page size (x86_64).
@@ -35,6 +35,9 @@ pub(super) mod nr {
     pub const SET_TID_ADDRESS: u64 = 218;
     pub const SET_ROBUST_LIST: u64 = 273;
     pub const RSEQ: u64 = 334;
+    pub const PWRITE64: u64 = 18;
+    pub const ARCH_PRCTL: u64 = 158;
+    pub const RT_TGSIGQUEUEINFO: u64 = 297;
 }
 
 const PR_SET_NAME: u64 = 15;
@@ -55,6 +58,9 @@ const OFF_STACK_T: u64 = 64;
 const OFF_MM_MAP: u64 = 128;
 const OFF_AUXV: u64 = 256;
 const OFF_COMM: u64 = 1024;
+/// The traced path's blocks (module `inplace`): the `SIGTRAP` siginfo and the final block.
+pub(super) const OFF_SIGINFO: u64 = 1088;
+pub(super) const OFF_FINAL: u64 = 1280;
 /// `sizeof(struct prctl_mm_map)`.
 const MM_MAP_SIZE: u64 = 104;
 
@@ -95,6 +101,8 @@ pub(super) enum Step {
 /// What the helper replays.
 #[derive(Debug)]
 pub(super) struct Script {
+    /// The traced path's state (module `inplace`), or `None` on the helper path.
+    pub traced: Option<inplace::Traced>,
     /// The replaced process.
     pub pid: Pid,
     /// Address of the `syscall` instruction in the temporary code page.
@@ -107,7 +115,7 @@ pub(super) struct Script {
     pub sp: u64,
 }
 
-fn sys(nr: u64, args: [u64; 6], what: &'static str, expect: Expect) -> Step {
+pub(super) fn sys(nr: u64, args: [u64; 6], what: &'static str, expect: Expect) -> Step {
     Step::Sys {
         nr,
         args,
@@ -118,10 +126,10 @@ fn sys(nr: u64, args: [u64; 6], what: &'static str, expect: Expect) -> Step {
 
 /// One line of /proc/self/maps: range and name.
 #[derive(Clone, Debug)]
-struct Mapping {
-    start: u64,
-    end: u64,
-    name: String,
+pub(super) struct Mapping {
+    pub(super) start: u64,
+    pub(super) end: u64,
+    pub(super) name: String,
 }
 
 fn read_maps() -> Result<Vec<Mapping>, RunError> {
@@ -149,23 +157,26 @@ fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
     a.0 < b.1 && b.0 < a.1
 }
 
-/// The two temporary pages: `r-x` code (one `syscall`), then `rw-` data.
-struct Temp {
-    addr: u64,
+/// The temporary pages: `r-x` code (one `syscall`, or the interpreter of the traced path),
+/// then `rw-` data (the argument blocks), then, on the traced path only, the step table and
+/// the bytes it writes.
+pub(super) struct Temp {
+    pub(super) addr: u64,
+    pub(super) len: u64,
 }
 
 impl Drop for Temp {
     fn drop(&mut self) {
-        // SAFETY: the two pages at `addr` were mapped by `Temp::map` and nothing refers to
-        // them outside this struct.
-        let _ = unsafe { rustix::mm::munmap(self.addr as *mut _, 2 * PAGE as usize) };
+        // SAFETY: the pages at `addr` were mapped by `Temp::map` and nothing refers to them
+        // outside this struct.
+        let _ = unsafe { rustix::mm::munmap(self.addr as *mut _, self.len as usize) };
     }
 }
 
 impl Temp {
-    /// Maps two pages free now and outside every planned VMA (`avoid`).
-    fn map(avoid: &[(u64, u64)]) -> Result<Temp, RunError> {
-        let len = 2 * PAGE;
+    /// Maps `len` bytes (at least two pages) free now and outside every planned VMA
+    /// (`avoid`).
+    pub(super) fn map(avoid: &[(u64, u64)], len: u64) -> Result<Temp, RunError> {
         let try_at = |hint: u64, flags: MapFlags| -> Option<u64> {
             // SAFETY: a fresh anonymous private mapping; with a hint it is
             // MAP_FIXED_NOREPLACE, so it never replaces an existing mapping.
@@ -197,23 +208,31 @@ impl Temp {
                 "no free place for the temporary pages outside the planned image",
             ))
         })?;
-        Ok(Temp { addr })
+        Ok(Temp { addr, len })
     }
 
     fn gadget(&self) -> u64 {
         self.addr
     }
 
-    fn data(&self) -> u64 {
+    pub(super) fn data(&self) -> u64 {
         self.addr + PAGE
     }
 
-    /// Writes the code page (a `syscall` then `int3`s), the data page, and makes the code
-    /// page `r-x`.
-    fn fill(&self, data: &[u8; PAGE as usize]) -> Result<(), RunError> {
+    /// Writes the code page (`code`, then `int3`s), the data page, and makes the code page
+    /// `r-x`.
+    pub(super) fn fill(
+        &self,
+        code_bytes: &[u8],
+        data: &[u8; PAGE as usize],
+    ) -> Result<(), RunError> {
         let mut code = [0xccu8; PAGE as usize];
-        code[0] = 0x0f;
-        code[1] = 0x05;
+        if code_bytes.len() > code.len() {
+            return Err(RunError::Unsupported(String::from(
+                "the temporary code does not fit in a page",
+            )));
+        }
+        code[..code_bytes.len()].copy_from_slice(code_bytes);
         // SAFETY: both pages were mapped read-write by `map`, are page-sized, and are owned by
         // this struct; the sources are local arrays of exactly one page.
         unsafe {
@@ -232,14 +251,14 @@ impl Temp {
     }
 }
 
-fn put(buf: &mut [u8; PAGE as usize], off: u64, bytes: &[u8]) {
+pub(super) fn put(buf: &mut [u8; PAGE as usize], off: u64, bytes: &[u8]) {
     let off = off as usize;
     if let Some(dst) = buf.get_mut(off..off + bytes.len()) {
         dst.copy_from_slice(bytes);
     }
 }
 
-fn put_u64s(buf: &mut [u8; PAGE as usize], off: u64, words: &[u64]) {
+pub(super) fn put_u64s(buf: &mut [u8; PAGE as usize], off: u64, words: &[u64]) {
     for (i, w) in words.iter().enumerate() {
         put(buf, off + 8 * i as u64, &w.to_le_bytes());
     }
@@ -287,7 +306,7 @@ fn signals_to_reset() -> Vec<(u64, bool)> {
 }
 
 /// Descriptors with `FD_CLOEXEC`, in increasing order.
-fn cloexec_fds() -> Result<Vec<RawFd>, RunError> {
+pub(super) fn cloexec_fds() -> Result<Vec<RawFd>, RunError> {
     let mut fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
         .map_err(|e| RunError::host("reading /proc/self/fd", e))?
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
@@ -309,7 +328,7 @@ fn thread_count() -> usize {
     std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count())
 }
 
-fn traced() -> bool {
+pub(super) fn traced() -> bool {
     std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
         s.lines()
             .find_map(|l| l.strip_prefix("TracerPid:"))
@@ -346,13 +365,22 @@ fn open_node(node: &HostHandle) -> Result<OwnedFd, RunError> {
 
 /// Everything prepared in the replaced process: the script and the resources that must stay
 /// alive (or be released on failure).
-struct Prepared {
-    script: Script,
-    _temp: Temp,
+pub(super) struct Prepared {
+    pub(super) script: Script,
+    pub(super) temp: Temp,
     _files: Vec<OwnedFd>,
 }
 
-fn prepare(plan: &Plan<HostHandle>) -> Result<Prepared, RunError> {
+/// Who replays the script.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Mode {
+    /// The helper process, over `ptrace` (P must not be traced).
+    Helper,
+    /// P itself, from the interpreter in the temporary code page (P is traced).
+    Traced,
+}
+
+pub(super) fn prepare(plan: &Plan<HostHandle>, mode: Mode) -> Result<Prepared, RunError> {
     if plan.arch != Arch::X86_64 || plan.page_size != PAGE {
         return Err(RunError::Unsupported(String::from(
             "the plan is not for x86_64 with 4 KiB pages",
@@ -368,7 +396,7 @@ fn prepare(plan: &Plan<HostHandle>) -> Result<Prepared, RunError> {
             "the calling process has several threads",
         )));
     }
-    if traced() {
+    if mode == Mode::Helper && traced() {
         return Err(RunError::Unsupported(String::from(
             "the calling process is being traced (a debugger): the helper cannot attach",
         )));
@@ -407,8 +435,13 @@ fn prepare(plan: &Plan<HostHandle>) -> Result<Prepared, RunError> {
         }
     }
 
+    let traced = match mode {
+        Mode::Helper => None,
+        Mode::Traced => Some(inplace::Traced::new(plan, &maps, &files)?),
+    };
+
     let planned: Vec<(u64, u64)> = plan.vmas.iter().map(|v| (v.start, v.end)).collect();
-    let temp = Temp::map(&planned)?;
+    let temp = Temp::map(&planned, traced.as_ref().map_or(2 * PAGE, |t| t.temp_len()))?;
 
     // The argument blocks.
     let mut data = [0u8; PAGE as usize];
@@ -446,7 +479,13 @@ fn prepare(plan: &Plan<HostHandle>) -> Result<Prepared, RunError> {
     put_u64s(&mut data, OFF_AUXV, &auxv);
     let comm = plan.comm.get(..15).unwrap_or(&plan.comm);
     put(&mut data, OFF_COMM, comm);
-    temp.fill(&data)?;
+    match &traced {
+        None => temp.fill(&[0x0f, 0x05], &data)?,
+        Some(t) => {
+            t.fill_data(&mut data, &temp, plan);
+            temp.fill(inplace::code(), &data)?;
+        }
+    }
 
     // Process state the exec changes.
     let signals = signals_to_reset();
@@ -469,10 +508,10 @@ fn prepare(plan: &Plan<HostHandle>) -> Result<Prepared, RunError> {
     let persona = unsafe { libc::personality(0xffff_ffff) } as u32;
 
     let pid = rustix::process::getpid().as_raw_nonzero().get();
-    let mut steps = Vec::new();
+    let mut steps = traced.as_ref().map_or_else(Vec::new, |t| t.first_steps());
 
     // Unmap everything but the temporary pages and the special mappings the plan keeps.
-    let mut keep: Vec<(u64, u64)> = vec![(temp.addr, temp.addr + 2 * PAGE)];
+    let mut keep: Vec<(u64, u64)> = vec![(temp.addr, temp.addr + temp.len)];
     keep.extend(specials.iter().map(|&(s, len, _)| (s, s + len)));
     keep.sort_unstable();
     let mut at = 0u64;
@@ -655,22 +694,27 @@ fn prepare(plan: &Plan<HostHandle>) -> Result<Prepared, RunError> {
         ));
     }
 
+    if let Some(t) = &traced {
+        steps.extend(t.last_steps(plan, &temp));
+    }
+
     Ok(Prepared {
         script: Script {
+            traced,
             pid,
             gadget: temp.gadget(),
             steps,
             entry: plan.entry,
             sp: plan.stack.sp,
         },
-        _temp: temp,
+        temp,
         _files: files,
     })
 }
 
-/// Appends the close-on-exec closes and the final unmap of the temporary pages. Done last in
-/// the caller, once every descriptor of the exec (pipes included) exists.
-fn finish_script(script: &mut Script) -> Result<(), RunError> {
+/// Appends the close-on-exec closes and (on the helper path) the final unmap of the temporary
+/// pages. Done last in the caller, once every descriptor of the exec (pipes included) exists.
+pub(super) fn finish_script(script: &mut Script, temp: &Temp) -> Result<(), RunError> {
     for fd in cloexec_fds()? {
         script.steps.push(sys(
             nr::CLOSE,
@@ -679,16 +723,18 @@ fn finish_script(script: &mut Script) -> Result<(), RunError> {
             Expect::Any,
         ));
     }
-    script.steps.push(sys(
-        nr::MUNMAP,
-        [script.gadget, 2 * PAGE, 0, 0, 0, 0],
-        "munmap of the temporary pages",
-        Expect::Ok,
-    ));
+    if script.traced.is_none() {
+        script.steps.push(sys(
+            nr::MUNMAP,
+            [script.gadget, temp.len, 0, 0, 0, 0],
+            "munmap of the temporary pages",
+            Expect::Ok,
+        ));
+    }
     Ok(())
 }
 
-fn read_some(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, RunError> {
+pub(super) fn read_some(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, RunError> {
     loop {
         match rustix::io::read(fd, &mut *buf) {
             Ok(n) => return Ok(n),
@@ -700,13 +746,17 @@ fn read_some(fd: &OwnedFd, buf: &mut [u8]) -> Result<usize, RunError> {
 
 /// Replaces the calling process with `plan`.
 pub(super) fn exec(plan: &Plan<HostHandle>) -> Result<Infallible, RunError> {
-    let mut prepared = prepare(plan)?;
+    if traced() {
+        // A debugger holds P: no helper can attach; P rebuilds itself.
+        return inplace::exec(plan);
+    }
+    let mut prepared = prepare(plan, Mode::Helper)?;
     // Pipes: helper → us (its pid, then an error report), us → helper (go).
     let (from_helper, helper_w) =
         rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(|e| RunError::host("pipe", e))?;
     let (go_r, go_w) =
         rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(|e| RunError::host("pipe", e))?;
-    finish_script(&mut prepared.script)?;
+    finish_script(&mut prepared.script, &prepared.temp)?;
     let script = &prepared.script;
 
     // First fork: a raw clone with exit signal 0, so no SIGCHLD reaches us.
