@@ -39,19 +39,7 @@ fn kernel_errno_rlimit(
         stack_rlimit,
         no_randomize: true,
     };
-    let mut outcome = probe(&req).unwrap();
-    for _ in 0..50 {
-        if !matches!(
-            outcome,
-            ProbeOutcome::Refused {
-                errno: libc::ETXTBSY
-            }
-        ) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        outcome = probe(&req).unwrap();
-    }
+    let outcome = progload_host::probe::retry_busy(|| probe(&req)).unwrap();
     match outcome {
         ProbeOutcome::Refused { errno } => progload::Errno(errno).name().to_string(),
         other => panic!("the kernel did not refuse {}: {other:?}", path.display()),

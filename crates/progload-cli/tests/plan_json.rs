@@ -37,19 +37,7 @@ fn kernel(program: &str, rlimit: Option<Option<u64>>) -> KernelImage {
         stack_rlimit: rlimit,
         no_randomize: true,
     };
-    let mut outcome = probe(&req).expect("probe");
-    for _ in 0..50 {
-        if !matches!(
-            outcome,
-            ProbeOutcome::Refused {
-                errno: libc::ETXTBSY
-            }
-        ) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        outcome = probe(&req).expect("probe");
-    }
+    let outcome = progload_host::probe::retry_busy(|| probe(&req)).expect("probe");
     match outcome {
         ProbeOutcome::Stopped(k) => k,
         other => panic!("kernel did not run {program}: {other:?}"),

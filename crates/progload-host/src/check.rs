@@ -329,19 +329,7 @@ pub fn check(req: &CheckRequest, profile: &progload::Profile) -> std::io::Result
         stack_rlimit: req.stack_rlimit,
         no_randomize: true,
     };
-    let mut outcome = probe(&preq)?;
-    for _ in 0..20 {
-        if !matches!(
-            outcome,
-            ProbeOutcome::Refused {
-                errno: libc::ETXTBSY
-            }
-        ) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(10));
-        outcome = probe(&preq)?;
-    }
+    let outcome = crate::probe::retry_busy(|| probe(&preq))?;
     let mut profile = profile.clone();
     profile.personality |= progload::profile::ADDR_NO_RANDOMIZE;
     if let Some(r) = req.stack_rlimit {

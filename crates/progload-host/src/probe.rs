@@ -325,6 +325,33 @@ fn invalid_data(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
+/// Runs `attempt` until its outcome is something else than `Refused { errno: ETXTBSY }`, at
+/// most 50 times, 20 ms apart. A file this process has just written can be open for writing,
+/// for an instant, in a child that another thread forked meanwhile, and the kernel refuses to
+/// exec a file open for writing; that refusal is transient. A file that stays busy is still
+/// reported as ETXTBSY.
+///
+/// # Errors
+/// The first error of `attempt`.
+pub fn retry_busy<E>(
+    mut attempt: impl FnMut() -> Result<ProbeOutcome, E>,
+) -> Result<ProbeOutcome, E> {
+    let mut outcome = attempt()?;
+    for _ in 0..50 {
+        if !matches!(
+            outcome,
+            ProbeOutcome::Refused {
+                errno: libc::ETXTBSY
+            }
+        ) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        outcome = attempt()?;
+    }
+    Ok(outcome)
+}
+
 thread_local! {
     static DEADLINE: std::cell::Cell<Option<std::time::Duration>> = const { std::cell::Cell::new(None) };
 }

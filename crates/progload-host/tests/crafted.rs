@@ -1564,22 +1564,7 @@ fn probe_once(req: &ProbeRequest, via: &Via) -> Result<ProbeOutcome, String> {
 }
 
 fn probe_retrying(req: &ProbeRequest, via: &Via) -> Result<ProbeOutcome, String> {
-    // A freshly written file can be briefly open for writing in a child another test thread
-    // forked (ETXTBSY): retry that.
-    let mut outcome = probe_once(req, via)?;
-    for _ in 0..50 {
-        if !matches!(
-            outcome,
-            ProbeOutcome::Refused {
-                errno: libc::ETXTBSY
-            }
-        ) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        outcome = probe_once(req, via)?;
-    }
-    Ok(outcome)
+    progload_host::probe::retry_busy(|| probe_once(req, via))
 }
 
 /// `resolve_dir` of an absolute host path on the plan side.

@@ -58,19 +58,7 @@ fn same(rule_text: &str, name: &str, file: &std::path::Path, argv: &[&str]) {
         stack_rlimit: None,
         no_randomize: true,
     };
-    let mut outcome = probe(&req).unwrap();
-    for _ in 0..50 {
-        if !matches!(
-            outcome,
-            ProbeOutcome::Refused {
-                errno: libc::ETXTBSY
-            }
-        ) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        outcome = probe(&req).unwrap();
-    }
+    let outcome = progload_host::probe::retry_busy(|| probe(&req)).unwrap();
     let ProbeOutcome::Stopped(kernel) = outcome else {
         panic!("kernel: {outcome:?}")
     };

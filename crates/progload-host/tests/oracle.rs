@@ -39,21 +39,7 @@ fn run(case: &Case) -> Vec<String> {
         stack_rlimit: case.rlimit,
         no_randomize: true,
     };
-    // A freshly written file can be briefly open for writing in a child another test thread
-    // forked (ETXTBSY): retry that case.
-    let mut outcome = probe(&req).expect("probe");
-    for _ in 0..50 {
-        if !matches!(
-            outcome,
-            ProbeOutcome::Refused {
-                errno: libc::ETXTBSY
-            }
-        ) {
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(20));
-        outcome = probe(&req).expect("probe");
-    }
+    let outcome = progload_host::probe::retry_busy(|| probe(&req)).expect("probe");
     let kernel = match outcome {
         ProbeOutcome::Stopped(k) => k,
         other => panic!(

@@ -14,18 +14,9 @@ const AT_BASE: u64 = 7;
 const AT_ENTRY: u64 = 9;
 const AT_EXECFN: u64 = 31;
 
-/// Probe, retrying while the file is busy (`ETXTBSY`: another test thread forked while a
-/// freshly written test file was still open for writing).
+/// Probe, retrying while a freshly written file is busy (see `retry_busy`).
 fn run(req: &ProbeRequest) -> ProbeOutcome {
-    for _ in 0..50 {
-        match probe(req).expect("probe failed") {
-            ProbeOutcome::Refused { errno } if errno == libc::ETXTBSY => {
-                std::thread::sleep(std::time::Duration::from_millis(20))
-            }
-            other => return other,
-        }
-    }
-    panic!("file stayed busy")
+    progload_host::probe::retry_busy(|| probe(req)).expect("probe failed")
 }
 
 fn stopped(req: &ProbeRequest) -> KernelImage {
