@@ -15,37 +15,14 @@ use progload::profile::ADDR_NO_RANDOMIZE;
 use progload::{plan, LoadRequest, SeededRng, SimAddressSpace};
 use progload_host::probe::{exec_to_first_instruction, ProbeOutcome, ProbeRequest};
 use progload_host::{host_profile, HostFs};
-use progload_testkit::elfbuild::{ElfBuilder, ProgramHeader, EM_X86_64, ET_EXEC, PF_R, PF_W, PF_X};
 use progload_testkit::progs;
 
 fn bytes(p: &Path) -> Vec<u8> {
     p.as_os_str().as_encoded_bytes().to_vec()
 }
 
-/// A static ELF whose data segment has `data` bytes of file contents (sparse on disk).
 fn sized_elf(dir: &Path, name: &str, data: u64) -> PathBuf {
-    let mut b = ElfBuilder::new(ET_EXEC, EM_X86_64);
-    b.header.e_entry = 0x401000;
-    b.phdrs.push(ProgramHeader::load(
-        PF_R | PF_X,
-        0,
-        0x400000,
-        0x2000,
-        0x2000,
-    ));
-    b.phdrs.push(ProgramHeader::load(
-        PF_R | PF_W,
-        0x2000,
-        0x10000000,
-        data,
-        data + 0x1000,
-    ));
-    b.phdrs.push(ProgramHeader::gnu_stack(PF_R | PF_W));
-    b.min_len = 0x2000;
-    let path = progs::write_executable(dir, name, &b.build()).unwrap();
-    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
-    f.set_len(0x2000 + data).unwrap();
-    path
+    progs::write_sized_elf(dir, name, data).unwrap()
 }
 
 fn elfs_in(dir: &str) -> Vec<PathBuf> {

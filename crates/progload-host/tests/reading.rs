@@ -9,7 +9,6 @@ use progload::fs::{FileSystem, Metadata};
 use progload::profile::ADDR_NO_RANDOMIZE;
 use progload::{plan, Errno, LoadRequest, SeededRng};
 use progload_host::{host_profile, HostFs, HostHandle};
-use progload_testkit::elfbuild::{ElfBuilder, ProgramHeader, EM_X86_64, ET_EXEC, PF_R, PF_W, PF_X};
 use progload_testkit::progs;
 
 struct Counting {
@@ -41,31 +40,7 @@ impl FileSystem for Counting {
 }
 
 fn sized_elf(dir: &Path, name: &str, data: u64) -> Vec<u8> {
-    let mut b = ElfBuilder::new(ET_EXEC, EM_X86_64);
-    b.header.e_entry = 0x401000;
-    b.phdrs.push(ProgramHeader::load(
-        PF_R | PF_X,
-        0,
-        0x400000,
-        0x2000,
-        0x2000,
-    ));
-    b.phdrs.push(ProgramHeader::load(
-        PF_R | PF_W,
-        0x2000,
-        0x10000000,
-        data,
-        data + 0x1000,
-    ));
-    b.phdrs.push(ProgramHeader::gnu_stack(PF_R | PF_W));
-    b.min_len = 0x2000;
-    let path = progs::write_executable(dir, name, &b.build()).unwrap();
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(0x2000 + data)
-        .unwrap();
+    let path = progs::write_sized_elf(dir, name, data).unwrap();
     path.as_os_str().as_encoded_bytes().to_vec()
 }
 

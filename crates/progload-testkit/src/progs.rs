@@ -347,3 +347,34 @@ pub fn write_sh_script(dir: &Path, name: &str) -> io::Result<PathBuf> {
 pub fn write_sh_e_script(dir: &Path, name: &str) -> io::Result<PathBuf> {
     write_executable(dir, name, SH_E_SCRIPT.as_bytes())
 }
+
+/// Writes `dir/name`: a static x86_64 ET_EXEC (an r-x page at 0x400000, then a data segment
+/// at 0x10000000 with `data` bytes of file contents and one page of bss), the file extended
+/// sparsely to its full size. Two files of different `data` differ only in segment sizes.
+pub fn write_sized_elf(dir: &Path, name: &str, data: u64) -> io::Result<PathBuf> {
+    use crate::elfbuild::{ElfBuilder, ProgramHeader, EM_X86_64, ET_EXEC, PF_R, PF_W, PF_X};
+    let mut b = ElfBuilder::new(ET_EXEC, EM_X86_64);
+    b.header.e_entry = 0x401000;
+    b.phdrs.push(ProgramHeader::load(
+        PF_R | PF_X,
+        0,
+        0x400000,
+        0x2000,
+        0x2000,
+    ));
+    b.phdrs.push(ProgramHeader::load(
+        PF_R | PF_W,
+        0x2000,
+        0x1000_0000,
+        data,
+        data + 0x1000,
+    ));
+    b.phdrs.push(ProgramHeader::gnu_stack(PF_R | PF_W));
+    b.min_len = 0x2000;
+    let path = write_executable(dir, name, &b.build())?;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)?
+        .set_len(0x2000 + data)?;
+    Ok(path)
+}
