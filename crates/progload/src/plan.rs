@@ -963,13 +963,35 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         if noreplace && self.vmas.overlaps(addr, end) {
             return Err(Errno::EEXIST);
         }
-        self.vmas.map_fixed(Vma {
+        self.map_fixed(Vma {
             start: addr,
             end,
             prot,
             backing: Backing::File { file, offset: off },
         });
         Ok(addr)
+    }
+
+    /// `MAP_FIXED` of `vma` in the new mm, forgetting the `padzero()` of any page it replaces.
+    fn map_fixed(&mut self, vma: Vma) {
+        self.forget_zeroed(vma.start, vma.end);
+        self.vmas.map_fixed(vma);
+    }
+
+    /// `munmap` of `[start, end)`, forgetting the `padzero()` of any page it removes.
+    fn unmap(&mut self, start: u64, end: u64) {
+        self.forget_zeroed(start, end);
+        self.vmas.unmap(start, end);
+    }
+
+    /// Drops the recorded `padzero()` ranges inside `[start, end)`. Mirrors the kernel, where
+    /// `padzero()` clears bytes of the private page mapped at that moment: a later mapping
+    /// that replaces or removes the page (`load_elf_interp()`'s MAP_FIXED over the program,
+    /// `elf_map()`'s unmap of the reservation tail) takes the cleared bytes with it, so the
+    /// plan must not zero whatever is mapped there in the end.
+    fn forget_zeroed(&mut self, start: u64, end: u64) {
+        self.zero
+            .retain(|&(addr, len)| addr.saturating_add(len) <= start || addr >= end);
     }
 
     /// `vm_brk_flags()`: anonymous rw pages (plus x) at a fixed address.
@@ -986,7 +1008,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             return Err(Errno::EPERM);
         }
         let prot = PROT_READ | PROT_WRITE | if exec { PROT_EXEC } else { 0 };
-        self.vmas.map_fixed(Vma {
+        self.map_fixed(Vma {
             start,
             end,
             prot,
@@ -1019,7 +1041,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         if total_size != 0 {
             let total = elf::page_align(total_size, page);
             let map_addr = self.mmap_file(file, addr, total, prot, off, fixed, noreplace)?;
-            self.vmas.unmap(
+            self.unmap(
                 map_addr.saturating_add(size),
                 map_addr.saturating_add(total),
             );
@@ -1171,7 +1193,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             .exec_stack
             .unwrap_or(inp.personality & READ_IMPLIES_EXEC != 0);
         let stack_prot = PROT_READ | PROT_WRITE | if exec_stack { PROT_EXEC } else { 0 };
-        self.vmas.map_fixed(Vma {
+        self.map_fixed(Vma {
             start: vm_start,
             end: vm_end,
             prot: stack_prot,
@@ -1326,7 +1348,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             let mut at = base;
             for d in &v.data {
                 let end = at.saturating_add(d.pages.saturating_mul(page));
-                self.vmas.map_fixed(Vma {
+                self.map_fixed(Vma {
                     start: at,
                     end,
                     prot: d.prot,
@@ -1335,7 +1357,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
                 at = end;
             }
             let end = at.saturating_add(v.text_pages(page).saturating_mul(page));
-            self.vmas.map_fixed(Vma {
+            self.map_fixed(Vma {
                 start: at,
                 end,
                 prot: PROT_READ | PROT_EXEC,
@@ -1360,7 +1382,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
 
         // MMAP_PAGE_ZERO.
         if inp.personality & MMAP_PAGE_ZERO != 0 {
-            self.vmas.map_fixed(Vma {
+            self.map_fixed(Vma {
                 start: 0,
                 end: page,
                 prot: PROT_READ | PROT_EXEC,

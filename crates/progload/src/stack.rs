@@ -205,8 +205,20 @@ impl Tables<'_> {
     /// caller's `auxv` already holding AT_NULL at the end), rounded down to 16 bytes.
     ///
     /// # Errors
-    /// [`Error::Stack`] when the stack top is too low to hold it all.
+    /// [`Error::Stack`] when the stack top is too low to hold it all, or when the string area
+    /// does not end 8 bytes below `top`.
     pub fn build(&self, auxv: &[(u64, u64)]) -> Result<StackImage> {
+        // Mirrors fs/exec.c: bprm->p starts at STACK_TOP_MAX - sizeof(void *) and
+        // copy_strings() fills downwards (setup_arg_pages() shifts it with the stack), so the
+        // strings always end 8 bytes below the stack top. Any other arg_start is no stack the
+        // kernel builds, and would make the image (sp to top) as large as the distance.
+        let strings_end = self
+            .arg_start
+            .checked_add(self.strings.used())
+            .and_then(|e| e.checked_add(8));
+        if strings_end != Some(self.top) {
+            return Err(Error::Stack);
+        }
         let (platform_addr, random_addr) = self.string_addrs()?;
         let argc = self.strings.argv.len() as u64;
         let envc = self.strings.envp.len() as u64;
