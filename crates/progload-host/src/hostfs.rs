@@ -120,47 +120,7 @@ impl FileSystem for HostFs {
     }
 
     fn metadata(&self, node: &HostHandle) -> Result<Metadata, Errno> {
-        let st = rustix::fs::fstat(&node.fd).map_err(errno)?;
-        let kind = match FileType::from_raw_mode(st.st_mode) {
-            FileType::RegularFile => FileKind::Regular,
-            FileType::Directory => FileKind::Directory,
-            FileType::Symlink => FileKind::Symlink,
-            FileType::CharacterDevice => FileKind::CharDevice,
-            FileType::BlockDevice => FileKind::BlockDevice,
-            FileType::Fifo => FileKind::Fifo,
-            FileType::Socket => FileKind::Socket,
-            FileType::Unknown => FileKind::Regular,
-        };
-        // Mount flags and the filesystem type only matter for files that may be executed or
-        // mapped; directories and links skip the two extra system calls.
-        let (noexec, nosuid, thp) = if kind == FileKind::Regular {
-            match (
-                rustix::fs::fstatvfs(&node.fd),
-                rustix::fs::fstatfs(&node.fd),
-            ) {
-                (Ok(vfs), Ok(fs)) => (
-                    vfs.f_flag.contains(StatVfsMountFlags::NOEXEC),
-                    vfs.f_flag.contains(StatVfsMountFlags::NOSUID),
-                    thp_filesystem(fs.f_type),
-                ),
-                _ => (false, false, false),
-            }
-        } else {
-            (false, false, false)
-        };
-        Ok(Metadata {
-            kind,
-            mode: st.st_mode & 0o7777,
-            uid: st.st_uid,
-            gid: st.st_gid,
-            size: st.st_size as u64,
-            dev: (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)),
-            inode: st.st_ino,
-            noexec,
-            nosuid,
-            thp_aligned: thp && kind == FileKind::Regular,
-            write_busy: false,
-        })
+        metadata_of(&node.fd)
     }
 
     fn readlink(&self, node: &HostHandle) -> Result<Vec<u8>, Errno> {
@@ -172,4 +132,51 @@ impl FileSystem for HostFs {
         let fd = self.reader(node)?;
         rustix::io::pread(fd, buf, offset).map_err(errno)
     }
+}
+
+/// The [`Metadata`] of any open descriptor (`fstat`, plus the mount flags and filesystem type
+/// of regular files): what [`HostFs`] reports for its nodes.
+///
+/// # Errors
+/// The host's errno from `fstat`.
+pub fn metadata_of(fd: impl AsFd) -> Result<Metadata, Errno> {
+    let fd = fd.as_fd();
+    let st = rustix::fs::fstat(fd).map_err(errno)?;
+    let kind = match FileType::from_raw_mode(st.st_mode) {
+        FileType::RegularFile => FileKind::Regular,
+        FileType::Directory => FileKind::Directory,
+        FileType::Symlink => FileKind::Symlink,
+        FileType::CharacterDevice => FileKind::CharDevice,
+        FileType::BlockDevice => FileKind::BlockDevice,
+        FileType::Fifo => FileKind::Fifo,
+        FileType::Socket => FileKind::Socket,
+        FileType::Unknown => FileKind::Regular,
+    };
+    // Mount flags and the filesystem type only matter for files that may be executed or
+    // mapped; directories and links skip the two extra system calls.
+    let (noexec, nosuid, thp) = if kind == FileKind::Regular {
+        match (rustix::fs::fstatvfs(fd), rustix::fs::fstatfs(fd)) {
+            (Ok(vfs), Ok(fs)) => (
+                vfs.f_flag.contains(StatVfsMountFlags::NOEXEC),
+                vfs.f_flag.contains(StatVfsMountFlags::NOSUID),
+                thp_filesystem(fs.f_type),
+            ),
+            _ => (false, false, false),
+        }
+    } else {
+        (false, false, false)
+    };
+    Ok(Metadata {
+        kind,
+        mode: st.st_mode & 0o7777,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        size: st.st_size as u64,
+        dev: (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)),
+        inode: st.st_ino,
+        noexec,
+        nosuid,
+        thp_aligned: thp,
+        write_busy: false,
+    })
 }

@@ -28,7 +28,7 @@ use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use progload::fs::{FileKind, FileSystem, Metadata};
+use progload::fs::{FileSystem, Metadata};
 use progload::plan::Executable;
 use progload::profile::ADDR_NO_RANDOMIZE;
 use progload::resolve::DirPath;
@@ -173,38 +173,7 @@ struct TestFs {
 }
 
 fn fd_metadata(fd: &OwnedFd) -> Result<Metadata, Errno> {
-    let e = |e: rustix::io::Errno| Errno(e.raw_os_error());
-    let st = rustix::fs::fstat(fd).map_err(e)?;
-    let kind = match rustix::fs::FileType::from_raw_mode(st.st_mode) {
-        rustix::fs::FileType::Directory => FileKind::Directory,
-        rustix::fs::FileType::Symlink => FileKind::Symlink,
-        rustix::fs::FileType::CharacterDevice => FileKind::CharDevice,
-        rustix::fs::FileType::BlockDevice => FileKind::BlockDevice,
-        rustix::fs::FileType::Fifo => FileKind::Fifo,
-        rustix::fs::FileType::Socket => FileKind::Socket,
-        _ => FileKind::Regular,
-    };
-    let (noexec, nosuid) = match rustix::fs::fstatvfs(fd) {
-        Ok(v) if kind == FileKind::Regular => (
-            v.f_flag.contains(rustix::fs::StatVfsMountFlags::NOEXEC),
-            v.f_flag.contains(rustix::fs::StatVfsMountFlags::NOSUID),
-        ),
-        _ => (false, false),
-    };
-    Ok(Metadata {
-        kind,
-        mode: st.st_mode & 0o7777,
-        uid: st.st_uid,
-        gid: st.st_gid,
-        size: st.st_size as u64,
-        dev: (rustix::fs::major(st.st_dev), rustix::fs::minor(st.st_dev)),
-        inode: st.st_ino,
-        noexec,
-        nosuid,
-        // Only small files are executed through descriptors here: no THP-sized mapping.
-        thp_aligned: false,
-        write_busy: false,
-    })
+    progload_host::hostfs::metadata_of(fd)
 }
 
 impl FileSystem for TestFs {
