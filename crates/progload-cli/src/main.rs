@@ -315,7 +315,12 @@ pub(crate) fn prepare(a: &ExecArgs) -> Result<Prepared, PrepError> {
 
 /// Exit status for an exec error, as shells use: 127 not found, 126 found but not executable.
 pub(crate) fn exit_for(e: &Error) -> u8 {
-    if e.errno() == Errno::ENOENT {
+    exit_for_errno(e.errno())
+}
+
+/// 127 for ENOENT (not found), 126 otherwise (found but cannot execute), as shells do.
+pub(crate) fn exit_for_errno(errno: Errno) -> u8 {
+    if errno == Errno::ENOENT {
         127
     } else {
         126
@@ -323,30 +328,41 @@ pub(crate) fn exit_for(e: &Error) -> u8 {
 }
 
 fn fail(program: &[u8], e: &Error, json: bool) -> ExitCode {
-    let errno = e.errno();
+    report_failure(program, e.errno(), e.is_fatal(), &e.to_string(), json)
+}
+
+/// Prints an exec failure (`progload: PROGRAM: <strerror> (<ERRNO>): <why>`, or the JSON
+/// failure object) and returns the shell-style exit status.
+pub(crate) fn report_failure(
+    program: &[u8],
+    errno: Errno,
+    fatal: bool,
+    message: &str,
+    json: bool,
+) -> ExitCode {
     if json {
         let v = serde_json::json!({
             "ok": false,
             "errno": errno.name(),
             "code": errno.0,
-            "fatal": e.is_fatal(),
-            "message": e.to_string(),
+            "fatal": fatal,
+            "message": message,
         });
         println!("{v}");
     } else {
-        let fatal = if e.is_fatal() {
+        let fatal = if fatal {
             " [after the point of no return: the kernel kills the process with SIGSEGV]"
         } else {
             ""
         };
         eprintln!(
-            "progload: {}: {} ({}): {e}{fatal}",
+            "progload: {}: {} ({}): {message}{fatal}",
             String::from_utf8_lossy(program),
             errno.text(),
             errno.name()
         );
     }
-    ExitCode::from(exit_for(e))
+    ExitCode::from(exit_for_errno(errno))
 }
 
 fn run_plan(args: &PlanArgs) -> ExitCode {

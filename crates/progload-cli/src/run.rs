@@ -3,25 +3,13 @@
 use std::io::Write;
 use std::process::ExitCode;
 
-use progload::{plan, Errno};
+use progload::plan;
 use progload_host::run::{default_sigpipe, exec_plan_in_place, RunError};
 
 use crate::{prepare, ExecArgs, PrepError, Usage};
 
 fn fail(program: &[u8], e: &RunError) -> ExitCode {
-    let errno = e.errno();
-    let fatal = if e.is_fatal() {
-        " [after the point of no return: the kernel kills the process with SIGSEGV]"
-    } else {
-        ""
-    };
-    eprintln!(
-        "progload: {}: {} ({}): {e}{fatal}",
-        String::from_utf8_lossy(program),
-        errno.text(),
-        errno.name()
-    );
-    ExitCode::from(if errno == Errno::ENOENT { 127 } else { 126 })
+    crate::report_failure(program, e.errno(), e.is_fatal(), &e.to_string(), false)
 }
 
 /// Plans `execve(PROGRAM, ...)` and performs it in place. Returns only on failure: 127 when
