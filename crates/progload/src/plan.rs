@@ -19,8 +19,8 @@ use crate::error::{Bytes, Error, InterpProblem, PathProblem, Result};
 use crate::fs::{read_full, FileSystem, Metadata};
 use crate::layout::{Backing, Search, Vma, Vmas, PROT_EXEC, PROT_READ, PROT_WRITE};
 use crate::profile::{
-    Profile, ADDR_COMPAT_LAYOUT, ADDR_NO_RANDOMIZE, MMAP_PAGE_ZERO, PER_CLEAR_ON_SETID,
-    READ_IMPLIES_EXEC,
+    Credentials, Profile, ADDR_COMPAT_LAYOUT, ADDR_NO_RANDOMIZE, MMAP_PAGE_ZERO,
+    PER_CLEAR_ON_SETID, READ_IMPLIES_EXEC,
 };
 use crate::resolve::{self, DirPath, Found};
 use crate::stack::{ArgStrings, StackImage, Tables};
@@ -296,6 +296,21 @@ fn opened<N>(role: Role, given: &[u8], f: &Found<N>) -> Step {
     }
 }
 
+/// Opens the interpreter a binfmt_misc rule or a `#!` line names, the way `open_exec()` does
+/// for them (relative to the caller's cwd, following links), and records it in the trace.
+fn open_interpreter<F: FileSystem + ?Sized>(
+    fs: &F,
+    creds: &Credentials,
+    cwd: &DirPath<F::Node>,
+    name: &[u8],
+    role: Role,
+    trace: &mut Trace<'_>,
+) -> Result<Found<F::Node>> {
+    let f = resolve::open_exec_kernel(fs, creds, cwd, name).map_err(|e| path_err(name, e))?;
+    trace.note(|| opened(role, name, &f));
+    Ok(f)
+}
+
 fn path_err(path: &[u8], problem: PathProblem) -> Error {
     Error::Path {
         path: Bytes(path.to_vec()),
@@ -473,9 +488,14 @@ fn plan_inner<F: FileSystem + ?Sized>(
                 interpreter: rule.interpreter.clone(),
                 argv: strings.argv.iter().cloned().collect(),
             });
-            let f = resolve::open_exec_kernel(fs, creds, &cwd, &rule.interpreter)
-                .map_err(|e| path_err(&rule.interpreter, e))?;
-            trace.note(|| opened(Role::MiscInterpreter, &rule.interpreter, &f));
+            let f = open_interpreter(
+                fs,
+                creds,
+                &cwd,
+                &rule.interpreter,
+                Role::MiscInterpreter,
+                &mut trace,
+            )?;
             if rule.credentials {
                 creds_from = Some(cur.found.clone());
             }
@@ -498,10 +518,14 @@ fn plan_inner<F: FileSystem + ?Sized>(
                         argument: sb.argument.clone(),
                         argv: strings.argv.iter().cloned().collect(),
                     });
-                    let f = resolve::open_exec_kernel(fs, creds, &cwd, &sb.interpreter)
-                        .map_err(|e| path_err(&sb.interpreter, e))?;
-                    trace.note(|| opened(Role::ScriptInterpreter, &sb.interpreter, &f));
-                    f
+                    open_interpreter(
+                        fs,
+                        creds,
+                        &cwd,
+                        &sb.interpreter,
+                        Role::ScriptInterpreter,
+                        &mut trace,
+                    )?
                 }
                 Err(problem) => return Err(Error::Script(problem)),
                 Ok(None) => {
