@@ -5,7 +5,7 @@ use std::fmt;
 use progload::auxv::AT_RANDOM;
 use progload::Plan;
 
-use crate::probe::KernelImage;
+use crate::probe::{KernelImage, MapsLine};
 
 /// One field where the plan and the kernel disagree.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -40,6 +40,33 @@ impl Diffs {
             });
         }
     }
+
+    /// What both comparisons check of one maps line: permissions, offset and path.
+    fn map_shape(&mut self, i: usize, km: &MapsLine, pm: &progload::apply::MapsLine) {
+        self.cmp(
+            format!("maps[{i}].perms"),
+            km.perms.as_str(),
+            pm.perms.as_str(),
+        );
+        self.cmp(format!("maps[{i}].offset"), km.offset, pm.offset);
+        self.cmp(
+            format!("maps[{i}].path"),
+            km.path.as_str(),
+            pm.path.as_str(),
+        );
+    }
+
+    /// The auxv pairs in order: every type, and every value but those `skip_value` names.
+    fn auxv(&mut self, kernel: &[(u64, u64)], plan: &[(u64, u64)], skip_value: fn(u64) -> bool) {
+        self.cmp("auxv.len", kernel.len(), plan.len());
+        for (i, (ka, pa)) in kernel.iter().zip(plan).enumerate() {
+            if ka.0 != pa.0 {
+                self.cmp(format!("auxv[{i}].type"), auxv_name(ka.0), auxv_name(pa.0));
+            } else if !skip_value(ka.0) {
+                self.cmp(format!("auxv[{i}] {}", auxv_name(ka.0)), ka.1, pa.1);
+            }
+        }
+    }
 }
 
 fn auxv_name(t: u64) -> String {
@@ -56,17 +83,7 @@ pub fn compare<N>(plan: &Plan<N>, k: &KernelImage) -> Vec<Difference> {
     for (i, (km, pm)) in k.maps.iter().zip(&maps).enumerate() {
         d.cmp(format!("maps[{i}].start"), km.start, pm.start);
         d.cmp(format!("maps[{i}].end"), km.end, pm.end);
-        d.cmp(
-            format!("maps[{i}].perms"),
-            km.perms.as_str(),
-            pm.perms.as_str(),
-        );
-        d.cmp(format!("maps[{i}].offset"), km.offset, pm.offset);
-        d.cmp(
-            format!("maps[{i}].path"),
-            km.path.as_str(),
-            pm.path.as_str(),
-        );
+        d.map_shape(i, km, pm);
         if !pm.path.is_empty() && !pm.path.starts_with('[') {
             d.cmp(
                 format!("maps[{i}].dev"),
@@ -126,14 +143,7 @@ pub fn compare<N>(plan: &Plan<N>, k: &KernelImage) -> Vec<Difference> {
         d.cmp(format!("registers.{name}"), kv, value);
     }
 
-    d.cmp("auxv.len", k.auxv.len(), plan.auxv.len());
-    for (i, (ka, pa)) in k.auxv.iter().zip(&plan.auxv).enumerate() {
-        if ka.0 != pa.0 {
-            d.cmp(format!("auxv[{i}].type"), auxv_name(ka.0), auxv_name(pa.0));
-        } else {
-            d.cmp(format!("auxv[{i}] {}", auxv_name(ka.0)), ka.1, pa.1);
-        }
-    }
+    d.auxv(&k.auxv, &plan.auxv, |_| false);
 
     d.cmp("stack.top", k.stack_top, plan.stack.top);
     d.cmp("stack.len", k.stack_bytes.len(), plan.stack.bytes.len());
@@ -268,30 +278,15 @@ pub fn compare_unrandomized_parts<N>(plan: &Plan<N>, k: &KernelImage) -> Vec<Dif
             km.end - km.start,
             pm.end - pm.start,
         );
-        d.cmp(
-            format!("maps[{i}].perms"),
-            km.perms.as_str(),
-            pm.perms.as_str(),
-        );
-        d.cmp(format!("maps[{i}].offset"), km.offset, pm.offset);
-        d.cmp(
-            format!("maps[{i}].path"),
-            km.path.as_str(),
-            pm.path.as_str(),
-        );
+        d.map_shape(i, km, pm);
     }
-    d.cmp("auxv.len", k.auxv.len(), plan.auxv.len());
-    for (i, (ka, pa)) in k.auxv.iter().zip(&plan.auxv).enumerate() {
-        let address = matches!(
-            ka.0,
+    // Addresses are randomized; every other value must match.
+    d.auxv(&k.auxv, &plan.auxv, |t| {
+        matches!(
+            t,
             AT_SYSINFO_EHDR | AT_PHDR | AT_BASE | AT_ENTRY | AT_RANDOM | AT_EXECFN | AT_PLATFORM
-        );
-        if ka.0 != pa.0 {
-            d.cmp(format!("auxv[{i}].type"), auxv_name(ka.0), auxv_name(pa.0));
-        } else if !address {
-            d.cmp(format!("auxv[{i}] {}", auxv_name(ka.0)), ka.1, pa.1);
-        }
-    }
+        )
+    });
     let kstr = k
         .stack_slice(k.mm.arg_start)
         .map(<[u8]>::to_vec)
