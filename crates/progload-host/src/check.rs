@@ -56,6 +56,23 @@ impl Diffs {
         );
     }
 
+    /// The credentials and personality the process runs with after the exec.
+    fn credentials<N>(&mut self, plan: &Plan<N>, k: &KernelImage) {
+        let c = &plan.credentials;
+        self.cmp(
+            "uids (real, effective, saved, fs)",
+            k.uids,
+            [c.uid, c.euid, c.suid, c.fsuid],
+        );
+        self.cmp(
+            "gids (real, effective, saved, fs)",
+            k.gids,
+            [c.gid, c.egid, c.sgid, c.fsgid],
+        );
+        self.cmp("no_new_privs", k.no_new_privs, c.no_new_privs);
+        self.cmp("personality", k.personality, plan.personality);
+    }
+
     /// The auxv pairs in order: every type, and every value but those `skip_value` names.
     fn auxv(&mut self, kernel: &[(u64, u64)], plan: &[(u64, u64)], skip_value: fn(u64) -> bool) {
         self.cmp("auxv.len", kernel.len(), plan.len());
@@ -187,6 +204,7 @@ pub fn compare<N>(plan: &Plan<N>, k: &KernelImage) -> Vec<Difference> {
     d.cmp("mm.env_start", m.env_start, pm.env_start);
     d.cmp("mm.env_end", m.env_end, pm.env_end);
     d.cmp("comm", k.comm.as_bytes(), plan.comm.as_slice());
+    d.credentials(plan, k);
     d.cmp(
         "exe",
         k.exe.as_os_str().as_encoded_bytes(),
@@ -264,6 +282,9 @@ pub struct CheckRequest {
     pub stack_rlimit: Option<Option<u64>>,
     /// binfmt_misc rules given to the plan (they must be registered with the kernel too).
     pub misc_rules: Vec<progload::binfmt::misc::Rule>,
+    /// The caller's credentials for both sides; `None` keeps this process's (the kernel's
+    /// child takes them with setresuid and friends, see [`crate::probe::ProbeRequest::credentials`]).
+    pub credentials: Option<progload::profile::Credentials>,
 }
 
 /// Structure-only comparison for randomized plans.
@@ -300,6 +321,7 @@ pub fn compare_unrandomized_parts<N>(plan: &Plan<N>, k: &KernelImage) -> Vec<Dif
         .unwrap_or_default();
     d.cmp("stack strings", hex(&kstr), hex(&pstr));
     d.cmp("comm", k.comm.as_bytes(), plan.comm.as_slice());
+    d.credentials(plan, k);
     d.cmp(
         "exe",
         k.exe.as_os_str().as_encoded_bytes(),
@@ -323,12 +345,16 @@ pub fn check(req: &CheckRequest, profile: &progload::Profile) -> std::io::Result
         cwd: Some(req.cwd.clone()),
         stack_rlimit: req.stack_rlimit,
         no_randomize: true,
+        credentials: req.credentials.clone(),
     };
     let outcome = crate::probe::retry_busy(|| probe(&preq))?;
     let mut profile = profile.clone();
     profile.personality |= progload::profile::ADDR_NO_RANDOMIZE;
     if let Some(r) = req.stack_rlimit {
         profile.stack_rlimit = r;
+    }
+    if let Some(c) = &req.credentials {
+        profile.credentials = c.clone();
     }
     let fs = crate::HostFs::new("/")?;
     let root = progload::resolve::DirPath::root(progload::FileSystem::root(&fs));

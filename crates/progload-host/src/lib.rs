@@ -38,6 +38,7 @@
 //!     cwd: "/".into(),
 //!     stack_rlimit: None,
 //!     misc_rules: vec![],
+//!     credentials: None,
 //! };
 //! let verdict = check(&req, &progload_host::host_profile().unwrap()).unwrap();
 //! assert_eq!(verdict, Verdict::Identical);

@@ -42,6 +42,10 @@ pub struct ProbeRequest {
     pub stack_rlimit: Option<Option<u64>>,
     /// Add `ADDR_NO_RANDOMIZE` to the child's personality (other personality bits are kept).
     pub no_randomize: bool,
+    /// The credentials the child takes just before `execve` (after `chdir`): supplementary
+    /// groups, real and effective gid and uid (each saved id set to the effective one), and
+    /// `PR_SET_NO_NEW_PRIVS`. `None` keeps the caller's. Needs `CAP_SETUID`/`CAP_SETGID`.
+    pub credentials: Option<progload::profile::Credentials>,
 }
 
 impl ProbeRequest {
@@ -224,6 +228,14 @@ pub struct KernelImage {
     pub comm: String,
     /// `readlink /proc/PID/exe`.
     pub exe: PathBuf,
+    /// `/proc/PID/status` `Uid:`: real, effective, saved and filesystem uid.
+    pub uids: [u32; 4],
+    /// `/proc/PID/status` `Gid:`: real, effective, saved and filesystem gid.
+    pub gids: [u32; 4],
+    /// `/proc/PID/status` `NoNewPrivs:`.
+    pub no_new_privs: bool,
+    /// `/proc/PID/personality`.
+    pub personality: u32,
 }
 
 impl KernelImage {
@@ -506,6 +518,7 @@ mod imp {
         Chdir = 4,
         TraceMe = 5,
         DirFdFlags = 6,
+        Credentials = 7,
     }
 
     fn stage_name(stage: i32) -> &'static str {
@@ -517,6 +530,7 @@ mod imp {
             4 => "chdir",
             5 => "ptrace(PTRACE_TRACEME)",
             6 => "fcntl(F_SETFD) on the execveat descriptor",
+            7 => "setting the credentials (setgroups, setresgid, setresuid, no_new_privs)",
             _ => "unknown stage",
         }
     }
@@ -531,10 +545,24 @@ mod imp {
         cwd: Option<&'a CStr>,
         stack_rlimit: Option<Option<u64>>,
         no_randomize: bool,
+        /// The credentials to take before the exec.
+        credentials: Option<ChildCredentials>,
         empty_mask: libc::sigset_t,
         report: BorrowedFd<'a>,
         /// `None`: `execve(path)`; `Some`: `execveat(dirfd, path, ..., flags)`.
         execveat: Option<ChildExecveat>,
+    }
+
+    /// The credentials to take, as plain numbers and a pointer to the groups.
+    #[derive(Clone, Copy)]
+    struct ChildCredentials {
+        uid: libc::uid_t,
+        euid: libc::uid_t,
+        gid: libc::gid_t,
+        egid: libc::gid_t,
+        groups: *const libc::gid_t,
+        ngroups: usize,
+        no_new_privs: bool,
     }
 
     /// The `execveat` arguments, as plain numbers.
@@ -631,6 +659,35 @@ mod imp {
             == -1
         {
             fail(report, Stage::TraceMe, last_errno());
+        }
+
+        if let Some(c) = plan.credentials {
+            // After PTRACE_TRACEME, whose tracer credentials are the caller's at that moment
+            // (root): a tracer without CAP_SYS_PTRACE would make the kernel downgrade a set-id
+            // exec, which a plan does not model. Groups first and uids last: dropping uid 0
+            // takes away the right to change groups.
+            // SAFETY: `groups` points to `ngroups` gids in a `Vec` owned by the parent's stack
+            // frame, which the child's copy of memory still holds; setgroups only reads them.
+            if unsafe { libc::setgroups(c.ngroups, c.groups) } == -1 {
+                fail(report, Stage::Credentials, last_errno());
+            }
+            // SAFETY: plain integer arguments; the raw syscalls set only this thread's ids,
+            // which is the whole process here (the forked child has one thread).
+            let r = unsafe { libc::syscall(libc::SYS_setresgid, c.gid, c.egid, c.egid) };
+            if r == -1 {
+                fail(report, Stage::Credentials, last_errno());
+            }
+            // SAFETY: as for setresgid.
+            let r = unsafe { libc::syscall(libc::SYS_setresuid, c.uid, c.euid, c.euid) };
+            if r == -1 {
+                fail(report, Stage::Credentials, last_errno());
+            }
+            if c.no_new_privs {
+                // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
+                if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } == -1 {
+                    fail(report, Stage::Credentials, last_errno());
+                }
+            }
         }
 
         // The pointers below: `path` is a NUL-terminated string and `argv`/`envp` are NULL or
@@ -833,6 +890,15 @@ mod imp {
             cwd: cwd.as_deref(),
             stack_rlimit: req.stack_rlimit,
             no_randomize: req.no_randomize,
+            credentials: req.credentials.as_ref().map(|c| ChildCredentials {
+                uid: c.uid,
+                euid: c.euid,
+                gid: c.gid,
+                egid: c.egid,
+                groups: c.groups.as_ptr(),
+                ngroups: c.groups.len(),
+                no_new_privs: c.no_new_privs,
+            }),
             empty_mask,
             report: report_wr.as_fd(),
             execveat: at.map(|at| {
@@ -951,6 +1017,28 @@ mod imp {
             comm.pop();
         }
         let exe = std::fs::read_link(proc("exe"))?;
+        let status = std::fs::read_to_string(proc("status"))?;
+        let ids = |key: &str| -> io::Result<[u32; 4]> {
+            let line = status
+                .lines()
+                .find_map(|l| l.strip_prefix(key))
+                .ok_or_else(|| invalid_data(format!("no {key} in status")))?;
+            let v: Vec<u32> = line
+                .split_whitespace()
+                .map(str::parse)
+                .collect::<Result<_, _>>()
+                .map_err(|e| invalid_data(format!("{key} {line:?}: {e}")))?;
+            v.try_into()
+                .map_err(|_| invalid_data(format!("{key} {line:?}: not 4 ids")))
+        };
+        let (uids, gids) = (ids("Uid:")?, ids("Gid:")?);
+        let no_new_privs = status.lines().any(|l| {
+            l.strip_prefix("NoNewPrivs:")
+                .is_some_and(|v| v.trim() == "1")
+        });
+        let pers = std::fs::read_to_string(proc("personality"))?;
+        let personality = u32::from_str_radix(pers.trim(), 16)
+            .map_err(|e| invalid_data(format!("personality {pers:?}: {e}")))?;
 
         let stack = maps
             .iter()
@@ -982,6 +1070,10 @@ mod imp {
             mm,
             comm,
             exe,
+            uids,
+            gids,
+            no_new_privs,
+            personality,
         })
     }
 

@@ -107,6 +107,7 @@ fn randomized_layouts_match_the_kernels_distribution() {
                 cwd: None,
                 stack_rlimit: None,
                 no_randomize: false,
+                credentials: None,
             };
             match probe(&req).unwrap() {
                 ProbeOutcome::Stopped(k) => ks.push(kernel_sample(&k)),

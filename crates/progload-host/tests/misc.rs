@@ -57,6 +57,7 @@ fn same(rule_text: &str, name: &str, file: &std::path::Path, argv: &[&str]) {
         cwd: None,
         stack_rlimit: None,
         no_randomize: true,
+        credentials: None,
     };
     let outcome = progload_host::probe::retry_busy(|| probe(&req)).unwrap();
     let ProbeOutcome::Stopped(kernel) = outcome else {

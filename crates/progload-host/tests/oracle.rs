@@ -38,6 +38,7 @@ fn run(case: &Case) -> Vec<String> {
         cwd: case.cwd.clone(),
         stack_rlimit: case.rlimit,
         no_randomize: true,
+        credentials: None,
     };
     let outcome = progload_host::probe::retry_busy(|| probe(&req)).expect("probe");
     let kernel = match outcome {
@@ -202,6 +203,7 @@ fn wrong_profile_is_detected() {
         cwd: None,
         stack_rlimit: Some(Some(8 << 20)),
         no_randomize: true,
+        credentials: None,
     };
     let ProbeOutcome::Stopped(kernel) = probe(&req).unwrap() else {
         panic!("probe")
