@@ -846,13 +846,15 @@ fn compute_credentials(profile: &Profile, meta: &Metadata) -> NewCredentials {
     let old_caps = old.euid == 0 || old.uid == 0;
     let new_caps = euid == 0 || uid == 0;
     let gained = new_caps && !old_caps;
+    // The kernel downgrades euid/egid to the real ids only when an id changes (or capabilities
+    // are gained) under no_new_privs or an unprivileged tracer. no_new_privs already kept the
+    // set-id bits out above, so nothing changes and a caller's differing real and effective
+    // ids survive the exec (6.18, observed: tests/credentials.rs). A tracer is not modelled.
+    // AT_SECURE: an effective id differing from the old real one, or changed by the exec.
+    // (The capability rule, a non-root uid with euid 0, is a case of the first.)
     let is_setid = euid != old.uid || egid != old.gid;
-    if (is_setid || gained) && old.no_new_privs {
-        euid = uid;
-        egid = gid;
-    }
-    let is_setid = euid != old.uid || egid != old.gid;
-    let secureexec = is_setid || (uid != 0 && euid == 0);
+    let changed = euid != old.euid || egid != old.egid;
+    let secureexec = is_setid || changed;
     NewCredentials {
         uid,
         euid,

@@ -124,12 +124,13 @@ pub fn walk<F: FileSystem + ?Sized>(
             return dir_found(fs, &dir).map(|f| f.with_links(followed));
         };
         let last = todo.is_empty();
-        if comp.len() > NAME_MAX {
-            return Err(PathProblem::ComponentTooLong(Bytes(comp)));
-        }
         let dir_meta = fs.metadata(dir.node()).map_err(PathProblem::Filesystem)?;
         if !may_exec(&dir_meta, creds) {
             return Err(PathProblem::SearchDenied(Bytes(dir.path())));
+        }
+        // After the search permission, as the filesystem's ->lookup() is what refuses it.
+        if comp.len() > NAME_MAX {
+            return Err(PathProblem::ComponentTooLong(Bytes(comp)));
         }
         if comp == b"." || comp == b".." {
             if comp == b".." {

@@ -1,0 +1,193 @@
+//! Credentials against the kernel: callers with different real/effective ids, supplementary
+//! groups and no_new_privs exec files with set-id bits, owners and modes. For each pair the
+//! kernel's child takes the credentials (setgroups, setresgid, setresuid, PR_SET_NO_NEW_PRIVS)
+//! and execs under ptrace; the plan gets the same credentials in its profile. Everything is
+//! compared: the errno, or the image including AT_UID/AT_EUID/AT_GID/AT_EGID/AT_SECURE, the
+//! four uids and gids of /proc/PID/status, NoNewPrivs and the personality (a set-id exec
+//! clears ADDR_NO_RANDOMIZE).
+//!
+//! Needs root (CAP_SETUID, CAP_SETGID, CAP_CHOWN), like the rest of the kernel oracle.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::Path;
+
+use progload::profile::Credentials;
+use progload_host::check::{check, CheckRequest, Verdict};
+use progload_testkit::progs::TempDir;
+
+const USER: u32 = 1000;
+const OTHER: u32 = 1001;
+const GROUP: u32 = 1234;
+
+fn creds(uid: u32, euid: u32, gid: u32, egid: u32, groups: &[u32], nnp: bool) -> Credentials {
+    Credentials {
+        uid,
+        euid,
+        gid,
+        egid,
+        groups: groups.to_vec(),
+        no_new_privs: nnp,
+    }
+}
+
+/// Copies `src` to `dir/name` with the given owner and mode (set after chown, which clears
+/// set-id bits).
+fn install(dir: &Path, name: &str, src: &Path, owner: (u32, u32), mode: u32) -> Vec<u8> {
+    let path = dir.join(name);
+    std::fs::copy(src, &path).unwrap();
+    chown(&path, Some(owner.0), Some(owner.1)).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+    path.into_os_string().into_encoded_bytes()
+}
+
+#[test]
+fn credentials_and_set_id_bits_match_the_kernel() {
+    assert_eq!(
+        rustix::process::geteuid().as_raw(),
+        0,
+        "this test needs root: the kernel's child must take other credentials"
+    );
+    let tmp = TempDir::new().unwrap();
+    let dir = tmp.path();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let true_bin = Path::new("/usr/bin/true");
+    let script = dir.join("script.src");
+    std::fs::write(&script, "#!/bin/sh\nexit 0\n").unwrap();
+    let closed = dir.join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    install(&closed, "inside", true_bin, (0, 0), 0o755);
+
+    let mut files: Vec<(&str, Vec<u8>)> = vec![
+        ("plain", install(dir, "plain", true_bin, (0, 0), 0o755)),
+        (
+            "setuid-root",
+            install(dir, "suid0", true_bin, (0, 0), 0o4755),
+        ),
+        (
+            "setgid-root",
+            install(dir, "sgid0", true_bin, (0, 0), 0o2755),
+        ),
+        (
+            "setuid-user",
+            install(dir, "suidu", true_bin, (USER, USER), 0o4755),
+        ),
+        (
+            "setgid-user",
+            install(dir, "sgidu", true_bin, (USER, USER), 0o2755),
+        ),
+        (
+            "setuid+setgid-other",
+            install(dir, "ugido", true_bin, (OTHER, OTHER), 0o6755),
+        ),
+        (
+            "setgid-without-group-x",
+            install(dir, "sgidnx", true_bin, (0, GROUP), 0o2745),
+        ),
+        (
+            "group-only",
+            install(dir, "grp", true_bin, (0, GROUP), 0o750),
+        ),
+        ("exec-only", install(dir, "xonly", true_bin, (0, 0), 0o711)),
+        (
+            "owner-no-x",
+            install(dir, "ownernx", true_bin, (USER, 0), 0o655),
+        ),
+        (
+            "setuid-script",
+            install(dir, "suidsh", &script, (0, 0), 0o4755),
+        ),
+    ];
+    let inside = closed.join("inside").into_os_string().into_encoded_bytes();
+    files.push(("in-0700-dir", inside));
+    let mut long = closed.into_os_string().into_encoded_bytes();
+    long.push(b'/');
+    long.extend(std::iter::repeat_n(b'a', 300));
+    files.push(("long-name-in-0700-dir", long));
+
+    let callers = [
+        ("root", creds(0, 0, 0, 0, &[], false)),
+        ("user", creds(USER, USER, USER, USER, &[], false)),
+        ("user+group", creds(USER, USER, USER, USER, &[GROUP], false)),
+        ("user euid=0", creds(USER, 0, USER, USER, &[], false)),
+        ("user egid=0", creds(USER, USER, USER, 0, &[], false)),
+        ("root euid=user", creds(0, USER, 0, 0, &[], false)),
+        ("user nnp", creds(USER, USER, USER, USER, &[], true)),
+        ("user euid=0 nnp", creds(USER, 0, USER, USER, &[], true)),
+        ("user egid=0 nnp", creds(USER, USER, USER, 0, &[], true)),
+        ("root nnp", creds(0, 0, 0, 0, &[], true)),
+        ("root egid=user", creds(0, 0, 0, USER, &[], false)),
+        (
+            "user euid=other",
+            creds(USER, OTHER, USER, USER, &[], false),
+        ),
+        (
+            "user egid=other",
+            creds(USER, USER, USER, OTHER, &[], false),
+        ),
+        (
+            "other euid=user",
+            creds(OTHER, USER, USER, USER, &[], false),
+        ),
+        ("user gid=other", creds(USER, USER, OTHER, USER, &[], false)),
+        ("root euid=user nnp", creds(0, USER, 0, 0, &[], true)),
+        ("root egid=user nnp", creds(0, 0, 0, USER, &[], true)),
+        (
+            "user euid=other nnp",
+            creds(USER, OTHER, USER, USER, &[], true),
+        ),
+        (
+            "user egid=other nnp",
+            creds(USER, USER, USER, OTHER, &[], true),
+        ),
+    ];
+
+    let profile = progload_host::host_profile().unwrap();
+    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
+    let mut failures = Vec::new();
+    for (fname, path) in &files {
+        for (cname, c) in &callers {
+            let req = CheckRequest {
+                path: path.clone(),
+                argv: Some(vec![b"prog".to_vec()]),
+                envp: vec![b"A=1".to_vec()],
+                cwd: "/".into(),
+                stack_rlimit: None,
+                misc_rules: vec![],
+                credentials: Some(c.clone()),
+            };
+            let verdict = check(&req, &profile).unwrap();
+            let kind = match &verdict {
+                Verdict::Identical => "identical".to_string(),
+                Verdict::IdenticalModuloRandomization => "identical (set-id, randomized)".into(),
+                Verdict::SameErrno(e) => format!("same errno {}", e.name()),
+                Verdict::BothFatal => "both fatal".into(),
+                Verdict::Differ(_) | Verdict::Mismatch(..) => "DISAGREE".into(),
+            };
+            *kinds.entry(kind).or_default() += 1;
+            if !verdict.agrees() {
+                failures.push(format!("{fname} as {cname}: {verdict:?}"));
+            }
+        }
+    }
+    println!("{} cases:", files.len() * callers.len());
+    for (k, n) in &kinds {
+        println!("  {n:3} {k}");
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} disagree:\n{}",
+        failures.len(),
+        files.len() * callers.len(),
+        failures.join("\n")
+    );
+    // The matrix reaches set-id execs, plain execs and refusals; otherwise it shows little.
+    for k in [
+        "identical",
+        "identical (set-id, randomized)",
+        "same errno EACCES",
+    ] {
+        assert!(kinds.contains_key(k), "no case was {k}: {kinds:?}");
+    }
+}
