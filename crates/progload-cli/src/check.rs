@@ -51,6 +51,7 @@ fn request(a: &ExecArgs, path: Vec<u8>, args: &[Vec<u8>]) -> Result<CheckRequest
         cwd,
         stack_rlimit,
         misc_rules,
+        personality: 0,
         credentials: None,
     })
 }

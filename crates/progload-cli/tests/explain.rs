@@ -38,6 +38,7 @@ fn kernel_errno_rlimit(
         cwd: None,
         stack_rlimit,
         no_randomize: true,
+        personality: 0,
         credentials: None,
     };
     let outcome = progload_host::probe::retry_busy(|| probe(&req)).unwrap();

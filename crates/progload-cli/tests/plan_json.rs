@@ -36,6 +36,7 @@ fn kernel(program: &str, rlimit: Option<Option<u64>>) -> KernelImage {
         cwd: None,
         stack_rlimit: rlimit,
         no_randomize: true,
+        personality: 0,
         credentials: None,
     };
     let outcome = progload_host::probe::retry_busy(|| probe(&req)).expect("probe");

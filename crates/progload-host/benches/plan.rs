@@ -73,6 +73,7 @@ fn benches(c: &mut Criterion) {
             cwd: None,
             stack_rlimit: None,
             no_randomize: true,
+            personality: 0,
             credentials: None,
         };
         g.bench_function(*name, |b| {

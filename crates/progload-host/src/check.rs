@@ -285,6 +285,8 @@ pub struct CheckRequest {
     /// The caller's credentials for both sides; `None` keeps this process's (the kernel's
     /// child takes them with setresuid and friends, see [`crate::probe::ProbeRequest::credentials`]).
     pub credentials: Option<progload::profile::Credentials>,
+    /// Personality bits added on both sides (besides `ADDR_NO_RANDOMIZE`, always added).
+    pub personality: u32,
 }
 
 /// Structure-only comparison for randomized plans.
@@ -345,16 +347,19 @@ pub fn check(req: &CheckRequest, profile: &progload::Profile) -> std::io::Result
         cwd: Some(req.cwd.clone()),
         stack_rlimit: req.stack_rlimit,
         no_randomize: true,
+        personality: req.personality,
         credentials: req.credentials.clone(),
     };
     let outcome = crate::probe::retry_busy(|| probe(&preq))?;
     let mut profile = profile.clone();
-    profile.personality |= progload::profile::ADDR_NO_RANDOMIZE;
+    profile.personality |= progload::profile::ADDR_NO_RANDOMIZE | req.personality;
     if let Some(r) = req.stack_rlimit {
         profile.stack_rlimit = r;
     }
     if let Some(c) = &req.credentials {
         profile.credentials = c.clone();
+        // setresuid keeps the effective capabilities only while euid stays 0.
+        profile.cap_sys_rawio &= c.euid == 0;
     }
     let fs = crate::HostFs::new("/")?;
     let root = progload::resolve::DirPath::root(progload::FileSystem::root(&fs));

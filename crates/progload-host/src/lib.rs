@@ -39,6 +39,7 @@
 //!     stack_rlimit: None,
 //!     misc_rules: vec![],
 //!     credentials: None,
+//!     personality: 0,
 //! };
 //! let verdict = check(&req, &progload_host::host_profile().unwrap()).unwrap();
 //! assert_eq!(verdict, Verdict::Identical);

@@ -42,6 +42,9 @@ pub struct ProbeRequest {
     pub stack_rlimit: Option<Option<u64>>,
     /// Add `ADDR_NO_RANDOMIZE` to the child's personality (other personality bits are kept).
     pub no_randomize: bool,
+    /// Other bits added to the child's personality (e.g. `MMAP_PAGE_ZERO`,
+    /// `ADDR_COMPAT_LAYOUT`, `READ_IMPLIES_EXEC`); 0 adds none.
+    pub personality: u32,
     /// The credentials the child takes just before `execve` (after `chdir`): supplementary
     /// groups, real and effective gid and uid (each saved id set to the effective one), and
     /// `PR_SET_NO_NEW_PRIVS`. `None` keeps the caller's. Needs `CAP_SETUID`/`CAP_SETGID`.
@@ -544,7 +547,8 @@ mod imp {
         envp: *const *const c_char,
         cwd: Option<&'a CStr>,
         stack_rlimit: Option<Option<u64>>,
-        no_randomize: bool,
+        /// Bits to add to the personality.
+        personality: u32,
         /// The credentials to take before the exec.
         credentials: Option<ChildCredentials>,
         empty_mask: libc::sigset_t,
@@ -603,13 +607,13 @@ mod imp {
         // Rust runtime ignores SIGPIPE and ignored dispositions survive execve.
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
 
-        if plan.no_randomize {
+        if plan.personality != 0 {
             // SAFETY: personality(0xffffffff) only queries the persona; it takes no pointers.
             let cur = unsafe { libc::personality(0xffff_ffff) };
             if cur == -1 {
                 fail(report, Stage::Personality, last_errno());
             }
-            let new = (cur as u32 | libc::ADDR_NO_RANDOMIZE as u32) as libc::c_ulong;
+            let new = (cur as u32 | plan.personality) as libc::c_ulong;
             // SAFETY: setting the persona takes no pointers; the value keeps all current bits.
             if unsafe { libc::personality(new) } == -1 {
                 fail(report, Stage::Personality, last_errno());
@@ -889,7 +893,12 @@ mod imp {
             envp: envp_ptrs.as_ptr(),
             cwd: cwd.as_deref(),
             stack_rlimit: req.stack_rlimit,
-            no_randomize: req.no_randomize,
+            personality: req.personality
+                | if req.no_randomize {
+                    libc::ADDR_NO_RANDOMIZE as u32
+                } else {
+                    0
+                },
             credentials: req.credentials.as_ref().map(|c| ChildCredentials {
                 uid: c.uid,
                 euid: c.euid,

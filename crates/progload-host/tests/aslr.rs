@@ -107,6 +107,7 @@ fn randomized_layouts_match_the_kernels_distribution() {
                 cwd: None,
                 stack_rlimit: None,
                 no_randomize: false,
+                personality: 0,
                 credentials: None,
             };
             match probe(&req).unwrap() {

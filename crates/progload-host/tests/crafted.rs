@@ -1603,6 +1603,7 @@ fn check_case(case: &Case, base: &Profile, fs: &TestFs) -> Result<String, String
         cwd: Some(case.cwd.clone()),
         stack_rlimit: case.rlimit,
         no_randomize: true,
+        personality: 0,
         credentials: None,
     };
     let kernel = probe_retrying(&req, &case.via)?;

@@ -156,6 +156,7 @@ fn credentials_and_set_id_bits_match_the_kernel() {
                 stack_rlimit: None,
                 misc_rules: vec![],
                 credentials: Some(c.clone()),
+                personality: 0,
             };
             let verdict = check(&req, &profile).unwrap();
             let kind = match &verdict {

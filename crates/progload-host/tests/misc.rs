@@ -57,6 +57,7 @@ fn same(rule_text: &str, name: &str, file: &std::path::Path, argv: &[&str]) {
         cwd: None,
         stack_rlimit: None,
         no_randomize: true,
+        personality: 0,
         credentials: None,
     };
     let outcome = progload_host::probe::retry_busy(|| probe(&req)).unwrap();

@@ -38,6 +38,7 @@ fn run(case: &Case) -> Vec<String> {
         cwd: case.cwd.clone(),
         stack_rlimit: case.rlimit,
         no_randomize: true,
+        personality: 0,
         credentials: None,
     };
     let outcome = progload_host::probe::retry_busy(|| probe(&req)).expect("probe");
@@ -203,6 +204,7 @@ fn wrong_profile_is_detected() {
         cwd: None,
         stack_rlimit: Some(Some(8 << 20)),
         no_randomize: true,
+        personality: 0,
         credentials: None,
     };
     let ProbeOutcome::Stopped(kernel) = probe(&req).unwrap() else {

@@ -762,17 +762,19 @@ fn parse_properties<F: FileSystem + ?Sized>(fs: &F, node: &F::Node, p: &Phdr) ->
     if p.p_filesz > 1024 {
         return Err(bad("note larger than 1 KiB"));
     }
+    // kernel_read() failing (EINVAL for an offset past the file-offset limit, or an I/O
+    // error) and a short read are all EIO here: parse_elf_properties() tests `n < 16` only.
     let len = p.p_filesz as usize;
     if !elf::offset_ok(p.p_offset, len as u64) {
         return Err(Error::Property {
             why: "bad offset",
-            errno: Errno::EINVAL,
+            errno: Errno::EIO,
         });
     }
     let mut buf = alloc::vec![0u8; len];
-    let n = read_full(fs, node, p.p_offset, &mut buf).map_err(|errno| Error::Property {
+    let n = read_full(fs, node, p.p_offset, &mut buf).map_err(|_| Error::Property {
         why: "read failed",
-        errno,
+        errno: Errno::EIO,
     })?;
     if n < 16 {
         return Err(Error::Property {
@@ -1406,8 +1408,10 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             start_brk = self.randomize_page(start_brk, spec.brk_rnd_range);
         }
 
-        // MMAP_PAGE_ZERO.
-        if inp.personality & MMAP_PAGE_ZERO != 0 {
+        // MMAP_PAGE_ZERO: the kernel ignores the mapping's failure, which is EPERM below
+        // mmap_min_addr without CAP_SYS_RAWIO, so page 0 is then simply absent.
+        let page_zero_allowed = profile.mmap_min_addr == 0 || profile.cap_sys_rawio;
+        if inp.personality & MMAP_PAGE_ZERO != 0 && page_zero_allowed {
             self.map_fixed(Vma {
                 start: 0,
                 end: page,
