@@ -854,6 +854,25 @@ fn interp_cases(t: &mut Table) {
 /// §2.4 / §1.9: the PT_LOAD checks, all after the point of no return.
 fn segment_cases(t: &mut Table) {
     const F: &str = "segments";
+    // Static-PIE alignment probe (ET_DYN, no PT_INTERP, p_align > page) whose first PT_LOAD
+    // maps no file bytes: the kernel's probe is elf_load() at address 0 of that segment.
+    for (memsz, file) in [
+        (0x1000, "s-dyn-align-bss-first"),
+        (0, "s-dyn-align-empty-first"),
+    ] {
+        let mut bss = ProgramHeader::load(PF_R | PF_W, 0, 0, 0, memsz);
+        bss.p_align = 0x20_0000;
+        let mut code = ProgramHeader::load(PF_R | PF_X, 0, 0x20_0000, LEN, LEN);
+        code.p_align = 0x20_0000;
+        let mut b = ElfBuilder::new(ET_DYN, EM_X86_64);
+        b.header.e_entry = 0x20_0000 + CODE;
+        b.phdr(bss)
+            .phdr(code)
+            .phdr(ProgramHeader::gnu_stack(PF_R | PF_W));
+        b.payload(CODE, &X86_64_EXIT0).min_len(LEN);
+        let name = format!("static-PIE aligned 2 MiB, first PT_LOAD filesz 0 memsz {memsz:#x}");
+        t.elf(F, &name, file, &b);
+    }
     let mut b = prog(ET_EXEC, &[]);
     b.phdrs[0].p_memsz = 0x800;
     t.elf(F, "p_filesz > p_memsz", "s-filesz-gt-memsz", &b);

@@ -4,7 +4,7 @@
 //! and execs under ptrace; the plan gets the same credentials in its profile. Everything is
 //! compared: the errno, or the image including AT_UID/AT_EUID/AT_GID/AT_EGID/AT_SECURE, the
 //! four uids and gids of /proc/PID/status, NoNewPrivs and the personality (a set-id exec
-//! clears ADDR_NO_RANDOMIZE).
+//! clears ADDR_NO_RANDOMIZE), or the kill after the point of no return.
 //!
 //! Needs root (CAP_SETUID, CAP_SETGID, CAP_CHOWN), like the rest of the kernel oracle.
 
@@ -14,6 +14,9 @@ use std::path::Path;
 
 use progload::profile::Credentials;
 use progload_host::check::{check, CheckRequest, Verdict};
+use progload_testkit::elfbuild::{
+    ElfBuilder, ProgramHeader, EM_X86_64, ET_DYN, PF_R, PF_W, X86_64_EXIT0,
+};
 use progload_testkit::progs::TempDir;
 
 const USER: u32 = 1000;
@@ -99,6 +102,21 @@ fn credentials_and_set_id_bits_match_the_kernel() {
             install(dir, "suidsh", &script, (0, 0), 0o4755),
         ),
     ];
+    // A static-PIE aligned to 2 MiB whose first PT_LOAD is bss only: the kernel's alignment
+    // probe maps that bss at address 0, which needs CAP_SYS_RAWIO (else the exec is killed).
+    let mut b = ElfBuilder::minimal(ET_DYN, EM_X86_64, 0x20_0000, &X86_64_EXIT0);
+    for ph in &mut b.phdrs {
+        ph.p_align = 0x20_0000;
+    }
+    let mut bss = ProgramHeader::load(PF_R | PF_W, 0, 0, 0, 0x1000);
+    bss.p_align = 0x20_0000;
+    b.phdrs.insert(0, bss);
+    let bss_first = dir.join("bss-first.src");
+    std::fs::write(&bss_first, b.build()).unwrap();
+    files.push((
+        "static-pie-bss-at-0",
+        install(dir, "bssfirst", &bss_first, (0, 0), 0o755),
+    ));
     let inside = closed.join("inside").into_os_string().into_encoded_bytes();
     files.push(("in-0700-dir", inside));
     let mut long = closed.into_os_string().into_encoded_bytes();
@@ -188,6 +206,7 @@ fn credentials_and_set_id_bits_match_the_kernel() {
         "identical",
         "identical (set-id, randomized)",
         "same errno EACCES",
+        "both fatal",
     ] {
         assert!(kinds.contains_key(k), "no case was {k}: {kinds:?}");
     }

@@ -1263,9 +1263,19 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
                     total_size = elf::total_mapping_size(&img.phdrs, page);
                     let size = elf::page_align(total_size, page);
                     let off = p.p_offset.wrapping_sub(elf::page_offset(vaddr, page));
-                    let probe = self
-                        .probe(file_idx, size, off)
-                        .ok_or(Error::NoSpace { len: size })?;
+                    let probe = if p.p_filesz == 0 {
+                        // The probe is elf_load() at address 0, then unmapped: with no file
+                        // bytes that is the bss at page 0 (vm_brk_flags, whose refusal is
+                        // fatal), or nothing; either way the answer is 0.
+                        let (vmas, zero) = (self.vmas.clone(), self.zero.len());
+                        let got = self.elf_load(file_idx, 0, p, prot, false, false, total_size);
+                        self.vmas = vmas;
+                        self.zero.truncate(zero);
+                        got.map_err(|e| map_err(e, 0, p.p_memsz, index))?
+                    } else {
+                        self.probe(file_idx, size, off)
+                            .ok_or(Error::NoSpace { len: size })?
+                    };
                     load_bias = probe & !alignment.wrapping_sub(1);
                     noreplace = true;
                 } else {
