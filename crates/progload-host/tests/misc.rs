@@ -120,3 +120,56 @@ fn extension_and_magic_rules_with_flags() {
         &["m", "a"],
     );
 }
+
+/// `F` opens the interpreter at registration: an unprivileged caller runs a target whose
+/// interpreter sits in a directory only root can search. Without `F` the kernel opens it at
+/// exec time as the caller, and refuses.
+#[test]
+fn fix_binary_interpreter_is_opened_by_the_registrant() {
+    use progload::profile::Credentials;
+    use progload_host::check::{check, CheckRequest, Verdict};
+    use std::os::unix::fs::PermissionsExt;
+
+    let pid = std::process::id();
+    let dir = progs::TempDir::new().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let closed = dir.join("closed");
+    std::fs::create_dir(&closed).unwrap();
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let interp = closed.join("interp");
+    std::fs::copy(progs::static_exec(), &interp).unwrap();
+    let interp = interp.to_str().unwrap();
+    let ext = format!("plf{pid}");
+    let target =
+        progs::write_executable(dir.path(), &format!("t.{ext}"), b"not an executable\n").unwrap();
+    let user = Credentials {
+        uid: 1000,
+        euid: 1000,
+        gid: 1000,
+        egid: 1000,
+        groups: vec![],
+        no_new_privs: false,
+    };
+    let profile = host_profile().unwrap();
+    for (flags, expect_run) in [("F", true), ("", false)] {
+        let name = format!("pl_f{pid}{flags}");
+        let rule_text = format!(":{name}:E::{ext}::{interp}:{flags}");
+        let _reg = register(&rule_text, &name);
+        let req = CheckRequest {
+            path: target.as_os_str().as_encoded_bytes().to_vec(),
+            argv: Some(vec![b"t".to_vec(), b"one".to_vec()]),
+            envp: vec![b"A=1".to_vec()],
+            cwd: "/".into(),
+            stack_rlimit: None,
+            misc_rules: vec![Rule::parse(rule_text.as_bytes()).unwrap()],
+            credentials: Some(user.clone()),
+            personality: 0,
+        };
+        let verdict = check(&req, &profile).unwrap();
+        match (expect_run, &verdict) {
+            (true, Verdict::Identical) => {}
+            (false, Verdict::SameErrno(e)) if e.name() == "EACCES" => {}
+            _ => panic!("{rule_text} as uid 1000: {verdict:?}"),
+        }
+    }
+}

@@ -488,10 +488,20 @@ fn plan_inner<F: FileSystem + ?Sized>(
                 interpreter: rule.interpreter.clone(),
                 argv: strings.argv.iter().cloned().collect(),
             });
+            // `F`: the kernel opened the interpreter when the rule was registered (as root,
+            // the registrant) and clones that file now, so the caller's cwd and permissions
+            // play no part. It is modelled as opening it now from the root as root.
+            let root_creds;
+            let (open_creds, open_dir) = if rule.fix_binary {
+                root_creds = Credentials::root();
+                (&root_creds, &root)
+            } else {
+                (creds, &cwd)
+            };
             let f = open_interpreter(
                 fs,
-                creds,
-                &cwd,
+                open_creds,
+                open_dir,
                 &rule.interpreter,
                 Role::MiscInterpreter,
                 &mut trace,

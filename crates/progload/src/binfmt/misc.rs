@@ -37,7 +37,8 @@ pub struct Rule {
     pub open_binary: bool,
     /// `C`: credentials from the binary (implies `O`).
     pub credentials: bool,
-    /// `F`: interpreter opened at registration.
+    /// `F`: interpreter opened at registration (by root, from the root directory), so the
+    /// caller's permissions and cwd do not apply to it.
     pub fix_binary: bool,
     /// Whether the rule is enabled.
     pub enabled: bool,
