@@ -978,6 +978,14 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             }
             addr
         } else {
+            // round_hint_to_min(): a non-zero hint below mmap_min_addr is raised to it.
+            let addr = match elf::page_start(addr, self.page) {
+                0 => 0,
+                hint if hint < self.profile.mmap_min_addr => {
+                    elf::page_align(self.profile.mmap_min_addr, self.page)
+                }
+                hint => hint,
+            };
             let thp = self.files.get(file).is_some_and(|f| f.meta.thp_aligned);
             let found = if thp {
                 self.vmas
