@@ -11,7 +11,7 @@ use std::sync::Mutex;
 use progload_host::check::{check, CheckRequest, Verdict};
 use serde_json::json;
 
-use crate::{environment, load_profile, CheckArgs, ExecArgs, Usage};
+use crate::{caller, environment, load_profile, CheckArgs, ExecArgs, Usage};
 
 fn request(a: &ExecArgs, path: Vec<u8>, args: &[Vec<u8>]) -> Result<CheckRequest, Usage> {
     if a.root != Path::new("/") {
@@ -52,7 +52,7 @@ fn request(a: &ExecArgs, path: Vec<u8>, args: &[Vec<u8>]) -> Result<CheckRequest
         stack_rlimit,
         misc_rules,
         personality: 0,
-        credentials: None,
+        credentials: caller(a)?,
     })
 }
 

@@ -109,6 +109,17 @@ pub struct ExecArgs {
     /// Look PROGRAM up in $PATH when it has no `/` (as execvp does).
     #[arg(long)]
     pub(crate) path_search: bool,
+    /// Plan for another caller: `UID[:GID]` sets the real and effective ids, or
+    /// `UID,EUID[:GID,EGID]` sets them apart (numbers only; default: the profile's caller).
+    /// `check` runs the kernel's exec with the same ids. Not for `run`.
+    #[arg(long, value_name = "UID[:GID]")]
+    pub(crate) user: Option<String>,
+    /// The caller's supplementary groups, comma-separated (with --user; default none).
+    #[arg(long, value_name = "GID,...", requires = "user")]
+    pub(crate) groups: Option<String>,
+    /// The caller has set PR_SET_NO_NEW_PRIVS (set-id bits are then ignored).
+    #[arg(long)]
+    pub(crate) no_new_privs: bool,
     /// The program to execute and its arguments. Everything from PROGRAM on belongs to the
     /// program, options included (as with `env` or `setarch`).
     #[arg(value_name = "PROGRAM [ARGS]", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
@@ -165,6 +176,11 @@ pub(crate) fn load_profile(a: &ExecArgs) -> Result<Profile, Usage> {
     if a.no_randomize {
         p.personality |= ADDR_NO_RANDOMIZE;
     }
+    if let Some(c) = caller(a)? {
+        // Capabilities come with an effective uid 0 (as setresuid leaves them).
+        p.cap_sys_rawio &= c.euid == 0;
+        p.credentials = c;
+    }
     if let Some(s) = &a.stack_limit {
         p.stack_rlimit = if s == "unlimited" || s == "infinity" {
             None
@@ -176,6 +192,58 @@ pub(crate) fn load_profile(a: &ExecArgs) -> Result<Profile, Usage> {
         };
     }
     Ok(p)
+}
+
+/// The caller's credentials from `--user`, `--groups` and `--no-new-privs`, or `None` when
+/// none of them is given.
+pub(crate) fn caller(a: &ExecArgs) -> Result<Option<progload::profile::Credentials>, Usage> {
+    if a.user.is_none() && !a.no_new_privs {
+        return Ok(None);
+    }
+    let mut c = host_profile()
+        .map(|p| p.credentials)
+        .unwrap_or_else(|_| progload::profile::Credentials::root());
+    if let Some(spec) = &a.user {
+        let bad = || {
+            Usage(format!(
+                "--user {spec}: expected UID[:GID] or UID,EUID[:GID,EGID]"
+            ))
+        };
+        let pair = |t: &str| -> Result<(u32, u32), Usage> {
+            let mut it = t.split(',');
+            let r: u32 = it.next().unwrap_or("").parse().map_err(|_| bad())?;
+            let e: u32 = match it.next() {
+                Some(x) => x.parse().map_err(|_| bad())?,
+                None => r,
+            };
+            if it.next().is_some() {
+                return Err(bad());
+            }
+            Ok((r, e))
+        };
+        let (u, g) = match spec.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (spec.as_str(), None),
+        };
+        (c.uid, c.euid) = pair(u)?;
+        (c.gid, c.egid) = match g {
+            Some(g) => pair(g)?,
+            None => (c.uid, c.uid),
+        };
+        c.groups = match &a.groups {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .filter(|x| !x.is_empty())
+                .map(|x| {
+                    x.parse()
+                        .map_err(|_| Usage(format!("--groups {list}: not a list of numbers")))
+                })
+                .collect::<Result<_, _>>()?,
+        };
+    }
+    c.no_new_privs |= a.no_new_privs;
+    Ok(Some(c))
 }
 
 pub(crate) fn environment(a: &ExecArgs) -> Vec<Vec<u8>> {

@@ -15,6 +15,12 @@ fn fail(program: &[u8], e: &RunError) -> ExitCode {
 /// Plans `execve(PROGRAM, ...)` and performs it in place. Returns only on failure: 127 when
 /// the program is not found, 126 otherwise, 2 for usage errors.
 pub fn run(args: &ExecArgs) -> ExitCode {
+    if args.user.is_some() || args.no_new_privs {
+        eprintln!(
+            "progload: run execs as this process: change its credentials first (e.g. setpriv); --user and --no-new-privs are for plan, check and explain"
+        );
+        return ExitCode::from(2);
+    }
     let mut prep = match prepare(args) {
         Ok(p) => p,
         Err(PrepError::Usage(Usage(m))) => {

@@ -5,7 +5,8 @@
 //! Set-id files are not skipped: as root their exec is still set-id (the kernel clears
 //! ADDR_NO_RANDOMIZE and randomizes them), so the plan must predict that, and everything not
 //! drawn at random (the shape of every mapping, every non-address auxv value including
-//! AT_SECURE and the new ids, the strings, comm, exe) is compared.
+//! AT_SECURE and the new ids, the strings, comm, exe) is compared. The sweep is repeated as
+//! unprivileged callers (`--user`).
 
 use std::process::Command;
 
@@ -83,6 +84,22 @@ fn whole_machine_sweep_custom_argv0_and_environment() {
         "renamed-program",
     ]);
     assert!(v["files"].as_u64().unwrap() > 100);
+}
+
+/// The same sweep for callers other than root: uid 1000 (set-id files now raise privileges,
+/// and permissions apply), uid 1000 with euid 0, uid 1000 with no_new_privs (set-id bits
+/// ignored), and nobody with two supplementary groups. The kernel's child takes these ids.
+#[test]
+fn whole_machine_sweep_as_other_callers() {
+    for caller in [
+        &["--user", "1000"][..],
+        &["--user", "1000,0"],
+        &["--user", "1000", "--no-new-privs"],
+        &["--user", "65534:65534", "--groups", "4,27"],
+    ] {
+        let v = sweep(caller);
+        assert!(v["files"].as_u64().unwrap() > 100);
+    }
 }
 
 #[test]
