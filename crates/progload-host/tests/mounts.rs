@@ -103,7 +103,7 @@ fn noexec_and_nosuid_mounts_match_the_kernel() {
         p.into_os_string().into_string().unwrap()
     };
 
-    let mut files: Vec<(&str, String)> = vec![
+    let files: Vec<(&str, String)> = vec![
         (
             "program on noexec",
             install(true_bin, noexec.0.join("true"), 0o755),
