@@ -672,7 +672,8 @@ mod imp {
             // takes away the right to change groups.
             // SAFETY: `groups` points to `ngroups` gids in a `Vec` owned by the parent's stack
             // frame, which the child's copy of memory still holds; setgroups only reads them.
-            if unsafe { libc::setgroups(c.ngroups, c.groups) } == -1 {
+            // The raw syscalls (here and below) bypass glibc's all-threads setxid machinery.
+            if unsafe { libc::syscall(libc::SYS_setgroups, c.ngroups, c.groups) } == -1 {
                 fail(report, Stage::Credentials, last_errno());
             }
             // SAFETY: plain integer arguments; the raw syscalls set only this thread's ids,
