@@ -52,7 +52,7 @@ fn request(a: &ExecArgs, path: Vec<u8>, args: &[Vec<u8>]) -> Result<CheckRequest
         stack_rlimit,
         misc_rules,
         personality: 0,
-        credentials: caller(a)?,
+        credentials: caller(a, &load_profile(a)?.credentials)?,
     })
 }
 

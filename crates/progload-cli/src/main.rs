@@ -176,9 +176,7 @@ pub(crate) fn load_profile(a: &ExecArgs) -> Result<Profile, Usage> {
     if a.no_randomize {
         p.personality |= ADDR_NO_RANDOMIZE;
     }
-    if let Some(c) = caller(a)? {
-        // Capabilities come with an effective uid 0 (as setresuid leaves them).
-        p.cap_sys_rawio &= c.euid == 0;
+    if let Some(c) = caller(a, &p.credentials)? {
         p.credentials = c;
     }
     if let Some(s) = &a.stack_limit {
@@ -194,15 +192,24 @@ pub(crate) fn load_profile(a: &ExecArgs) -> Result<Profile, Usage> {
     Ok(p)
 }
 
+/// A uid or gid: decimal digits, below 4294967295 (which the set*id calls take as "unchanged").
+fn id(t: &str) -> Option<u32> {
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    t.parse().ok().filter(|&v| v != u32::MAX)
+}
+
 /// The caller's credentials from `--user`, `--groups` and `--no-new-privs`, or `None` when
 /// none of them is given.
-pub(crate) fn caller(a: &ExecArgs) -> Result<Option<progload::profile::Credentials>, Usage> {
+pub(crate) fn caller(
+    a: &ExecArgs,
+    base: &progload::profile::Credentials,
+) -> Result<Option<progload::profile::Credentials>, Usage> {
     if a.user.is_none() && !a.no_new_privs {
         return Ok(None);
     }
-    let mut c = host_profile()
-        .map(|p| p.credentials)
-        .unwrap_or_else(|_| progload::profile::Credentials::root());
+    let mut c = base.clone();
     if let Some(spec) = &a.user {
         let bad = || {
             Usage(format!(
@@ -211,9 +218,9 @@ pub(crate) fn caller(a: &ExecArgs) -> Result<Option<progload::profile::Credentia
         };
         let pair = |t: &str| -> Result<(u32, u32), Usage> {
             let mut it = t.split(',');
-            let r: u32 = it.next().unwrap_or("").parse().map_err(|_| bad())?;
-            let e: u32 = match it.next() {
-                Some(x) => x.parse().map_err(|_| bad())?,
+            let r = id(it.next().unwrap_or("")).ok_or_else(bad)?;
+            let e = match it.next() {
+                Some(x) => id(x).ok_or_else(bad)?,
                 None => r,
             };
             if it.next().is_some() {
@@ -232,13 +239,10 @@ pub(crate) fn caller(a: &ExecArgs) -> Result<Option<progload::profile::Credentia
         };
         c.groups = match &a.groups {
             None => Vec::new(),
+            Some(list) if list.is_empty() => Vec::new(),
             Some(list) => list
                 .split(',')
-                .filter(|x| !x.is_empty())
-                .map(|x| {
-                    x.parse()
-                        .map_err(|_| Usage(format!("--groups {list}: not a list of numbers")))
-                })
+                .map(|x| id(x).ok_or_else(|| Usage(format!("--groups {list}: not a list of ids"))))
                 .collect::<Result<_, _>>()?,
         };
     }

@@ -356,13 +356,9 @@ pub fn check(req: &CheckRequest, profile: &progload::Profile) -> std::io::Result
     if let Some(r) = req.stack_rlimit {
         profile.stack_rlimit = r;
     }
-    if let Some(c) = &req.credentials {
-        profile.credentials = c.clone();
-        // setresuid keeps the effective capabilities only while euid stays 0.
-        profile.cap_sys_rawio &= c.euid == 0;
-    }
     let fs = crate::HostFs::new("/")?;
     let root = progload::resolve::DirPath::root(progload::FileSystem::root(&fs));
+    // The probe's child enters the cwd before taking the credentials: resolve it likewise.
     let cwd = progload::resolve::resolve_dir(
         &fs,
         &profile.credentials,
@@ -370,6 +366,9 @@ pub fn check(req: &CheckRequest, profile: &progload::Profile) -> std::io::Result
         req.cwd.as_os_str().as_encoded_bytes(),
     )
     .map_err(|e| std::io::Error::other(format!("cwd: {e}")))?;
+    if let Some(c) = &req.credentials {
+        profile.credentials = c.clone();
+    }
     let mut lr = progload::LoadRequest::new(req.path.clone(), Vec::new(), req.envp.clone());
     lr.argv = req.argv.clone();
     lr.cwd = Some(cwd);

@@ -154,9 +154,10 @@ pub fn host_profile() -> std::io::Result<Profile> {
         groups: status_ids(&status, "Groups:"),
         no_new_privs: status_field(&status, "NoNewPrivs:") == Some("1"),
     };
-    let cap_eff = status_field(&status, "CapEff:")
+    // The bounding set: what a new effective uid 0 gets (see Profile::cap_sys_rawio).
+    let cap_bnd = status_field(&status, "CapBnd:")
         .and_then(|s| u64::from_str_radix(s, 16).ok())
         .unwrap_or(0);
-    p.cap_sys_rawio = cap_eff & (1 << 17) != 0;
+    p.cap_sys_rawio = cap_bnd & (1 << 17) != 0;
     Ok(p)
 }

@@ -117,6 +117,12 @@ fn credentials_and_set_id_bits_match_the_kernel() {
         "static-pie-bss-at-0",
         install(dir, "bssfirst", &bss_first, (0, 0), 0o755),
     ));
+    // The same as setuid root: the mappings are made with the new credentials, whose
+    // euid 0 has CAP_SYS_RAWIO.
+    files.push((
+        "setuid-root-static-pie-bss-at-0",
+        install(dir, "bssfirst-suid", &bss_first, (0, 0), 0o4755),
+    ));
     let inside = closed.join("inside").into_os_string().into_encoded_bytes();
     files.push(("in-0700-dir", inside));
     let mut long = closed.into_os_string().into_encoded_bytes();
@@ -149,6 +155,15 @@ fn credentials_and_set_id_bits_match_the_kernel() {
             creds(OTHER, USER, USER, USER, &[], false),
         ),
         ("user gid=other", creds(USER, USER, OTHER, USER, &[], false)),
+        // A setgid exec to a group the caller is already in does not count as a change.
+        (
+            "user egid=other in group user",
+            creds(USER, USER, USER, OTHER, &[USER], false),
+        ),
+        (
+            "user egid=other in group other",
+            creds(USER, USER, USER, OTHER, &[OTHER], false),
+        ),
         ("root euid=user nnp", creds(0, USER, 0, 0, &[], true)),
         ("root egid=user nnp", creds(0, 0, 0, USER, &[], true)),
         (

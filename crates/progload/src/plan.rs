@@ -160,6 +160,8 @@ pub struct NewCredentials {
     pub secureexec: bool,
     /// The exec is set-id or gains capabilities (personality bits are cleared).
     pub privileged: bool,
+    /// The new process has CAP_SYS_RAWIO in effect (it may map below `mmap_min_addr`).
+    pub cap_sys_rawio: bool,
     /// `no_new_privs` stays set.
     pub no_new_privs: bool,
 }
@@ -488,9 +490,11 @@ fn plan_inner<F: FileSystem + ?Sized>(
                 interpreter: rule.interpreter.clone(),
                 argv: strings.argv.iter().cloned().collect(),
             });
-            // `F`: the kernel opened the interpreter when the rule was registered (as root,
-            // the registrant) and clones that file now, so the caller's cwd and permissions
-            // play no part. It is modelled as opening it now from the root as root.
+            // `F`: the kernel opened the interpreter when the rule was registered (with the
+            // registrant's credentials, root and cwd) and clones that file now, so the
+            // caller's cwd and permissions play no part. Modelled as opening it now, as root,
+            // from the plan's root: with a chroot-like root (`--root`) or a relative path
+            // this can differ from what the registrant opened.
             let root_creds;
             let (open_creds, open_dir) = if rule.fix_binary {
                 root_creds = Credentials::root();
@@ -599,6 +603,7 @@ fn plan_inner<F: FileSystem + ?Sized>(
             task_size: profile.task_size,
         },
         legacy_base: 0,
+        rawio: new_creds.cap_sys_rawio,
     };
     b.layout(
         elf_image,
@@ -862,10 +867,12 @@ fn compute_credentials(profile: &Profile, meta: &Metadata) -> NewCredentials {
     // are gained) under no_new_privs or an unprivileged tracer. no_new_privs already kept the
     // set-id bits out above, so nothing changes and a caller's differing real and effective
     // ids survive the exec (6.18, observed: tests/credentials.rs). A tracer is not modelled.
-    // AT_SECURE: an effective id differing from the old real one, or changed by the exec.
+    // AT_SECURE: an effective id differing from the old real one, or changed by the exec
+    // (a new egid counts as changed only if the caller was not already in that group:
+    // in_group_p(), i.e. the old egid or a supplementary group).
     // (The capability rule, a non-root uid with euid 0, is a case of the first.)
     let is_setid = euid != old.uid || egid != old.gid;
-    let changed = euid != old.euid || egid != old.egid;
+    let changed = euid != old.euid || (egid != old.egid && !old.groups.contains(&egid));
     let secureexec = is_setid || changed;
     NewCredentials {
         uid,
@@ -879,6 +886,9 @@ fn compute_credentials(profile: &Profile, meta: &Metadata) -> NewCredentials {
         secureexec,
         privileged: per_clear || gained,
         no_new_privs: old.no_new_privs,
+        // The segments are mapped after commit_creds(): the new effective capabilities
+        // decide, which a new euid 0 takes from the bounding set (handle_privileged_root()).
+        cap_sys_rawio: euid == 0 && profile.cap_sys_rawio,
     }
 }
 
@@ -905,6 +915,8 @@ struct Builder<'a, F: FileSystem + ?Sized> {
     zero: Vec<(u64, u64)>,
     search: Search,
     legacy_base: u64,
+    /// The new credentials' CAP_SYS_RAWIO.
+    rawio: bool,
 }
 
 /// What a fatal mapping failure maps to.
@@ -1003,7 +1015,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         else {
             return Err(Errno::ENOMEM);
         };
-        if addr < self.profile.mmap_min_addr && !self.profile.cap_sys_rawio {
+        if addr < self.profile.mmap_min_addr && !self.rawio {
             return Err(Errno::EPERM);
         }
         if noreplace && self.vmas.overlaps(addr, end) {
@@ -1050,7 +1062,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         if end > self.profile.task_size {
             return Err(Errno::ENOMEM);
         }
-        if start < self.profile.mmap_min_addr && !self.profile.cap_sys_rawio {
+        if start < self.profile.mmap_min_addr && !self.rawio {
             return Err(Errno::EPERM);
         }
         let prot = PROT_READ | PROT_WRITE | if exec { PROT_EXEC } else { 0 };
@@ -1438,7 +1450,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
 
         // MMAP_PAGE_ZERO: the kernel ignores the mapping's failure, which is EPERM below
         // mmap_min_addr without CAP_SYS_RAWIO, so page 0 is then simply absent.
-        let page_zero_allowed = profile.mmap_min_addr == 0 || profile.cap_sys_rawio;
+        let page_zero_allowed = profile.mmap_min_addr == 0 || self.rawio;
         if inp.personality & MMAP_PAGE_ZERO != 0 && page_zero_allowed {
             self.map_fixed(Vma {
                 start: 0,

@@ -145,7 +145,9 @@ pub struct Profile {
     pub personality: u32,
     /// The calling process's credentials.
     pub credentials: Credentials,
-    /// The kernel allows the caller to map below `mmap_min_addr` (CAP_SYS_RAWIO).
+    /// CAP_SYS_RAWIO is in the caller's bounding set: the new process may then map below
+    /// `mmap_min_addr` when its effective uid is 0 (file and ambient capabilities are not
+    /// modelled).
     pub cap_sys_rawio: bool,
 }
 
