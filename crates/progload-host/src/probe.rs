@@ -560,6 +560,9 @@ mod imp {
     /// The credentials to take, as plain numbers and a pointer to the groups.
     #[derive(Clone, Copy)]
     struct ChildCredentials {
+        /// Whether the ids and groups differ from this process's (else only no_new_privs is
+        /// set, which needs no privilege).
+        change_ids: bool,
         uid: libc::uid_t,
         euid: libc::uid_t,
         gid: libc::gid_t,
@@ -665,7 +668,7 @@ mod imp {
             fail(report, Stage::TraceMe, last_errno());
         }
 
-        if let Some(c) = plan.credentials {
+        if let Some(c) = plan.credentials.filter(|c| c.change_ids) {
             // After PTRACE_TRACEME, whose tracer credentials are the caller's at that moment
             // (root): a tracer without CAP_SYS_PTRACE would make the kernel downgrade a set-id
             // exec, which a plan does not model. Groups first and uids last: dropping uid 0
@@ -687,11 +690,22 @@ mod imp {
             if r == -1 {
                 fail(report, Stage::Credentials, last_errno());
             }
-            if c.no_new_privs {
-                // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only.
-                if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } == -1 {
-                    fail(report, Stage::Credentials, last_errno());
-                }
+        }
+        if plan.credentials.is_some_and(|c| c.no_new_privs) {
+            let zero: libc::c_ulong = 0;
+            // SAFETY: PR_SET_NO_NEW_PRIVS takes integer arguments only (full-width zeros:
+            // the kernel refuses stray upper bits in the unused ones).
+            if unsafe {
+                libc::prctl(
+                    libc::PR_SET_NO_NEW_PRIVS,
+                    1 as libc::c_ulong,
+                    zero,
+                    zero,
+                    zero,
+                )
+            } == -1
+            {
+                fail(report, Stage::Credentials, last_errno());
             }
         }
 
@@ -839,6 +853,26 @@ mod imp {
         run(req, true)
     }
 
+    /// Whether `c`'s ids or groups differ from this process's.
+    fn ids_differ(c: &progload::profile::Credentials) -> bool {
+        use rustix::process::{getegid, geteuid, getgid, getgroups, getuid};
+        let mut groups: Vec<u32> = getgroups()
+            .map(|g| g.iter().map(|g| g.as_raw()).collect())
+            .unwrap_or_default();
+        let mut want = c.groups.clone();
+        groups.sort_unstable();
+        groups.dedup();
+        want.sort_unstable();
+        want.dedup();
+        (
+            getuid().as_raw(),
+            geteuid().as_raw(),
+            getgid().as_raw(),
+            getegid().as_raw(),
+        ) != (c.uid, c.euid, c.gid, c.egid)
+            || groups != want
+    }
+
     /// Runs the exec; with `read`, reads the image at the first instruction, else only
     /// reaches it (the kernel's exec cost, for benchmarks: `Stopped` is then reported with an
     /// empty image).
@@ -852,6 +886,23 @@ mod imp {
         at: Option<&ProbeExecveat<'_>>,
         read: bool,
     ) -> io::Result<ProbeOutcome> {
+        if req.credentials.as_ref().is_some_and(ids_differ) {
+            // Taking other ids needs CAP_SETUID/CAP_SETGID, and without CAP_SYS_PTRACE the
+            // kernel would see an unprivileged tracer and downgrade set-id execs.
+            const NEEDED: u64 = (1 << 6) | (1 << 7) | (1 << 19);
+            let status = std::fs::read_to_string("/proc/self/status")?;
+            let eff = status
+                .lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+                .unwrap_or(0);
+            if eff & NEEDED != NEEDED {
+                return Err(io::Error::new(
+                    io::ErrorKind::PermissionDenied,
+                    "probing with other credentials needs CAP_SETUID, CAP_SETGID and CAP_SYS_PTRACE",
+                ));
+            }
+        }
         // Everything the child touches is built here, before fork.
         let path = cstring(&req.path, "path")?;
         let argv: Option<Vec<CString>> = match &req.argv {
@@ -901,6 +952,7 @@ mod imp {
                     0
                 },
             credentials: req.credentials.as_ref().map(|c| ChildCredentials {
+                change_ids: ids_differ(c),
                 uid: c.uid,
                 euid: c.euid,
                 gid: c.gid,

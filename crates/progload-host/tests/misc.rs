@@ -28,6 +28,9 @@ impl Drop for Registered {
 }
 
 fn register(rule: &str, name: &str) -> Registered {
+    // The tests of this binary run in parallel: one of them mounts binfmt_misc if needed.
+    static MOUNT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = MOUNT.lock().unwrap_or_else(|e| e.into_inner());
     if !std::path::Path::new(&format!("{MISC}/register")).exists() {
         let st = std::process::Command::new("mount")
             .args(["-t", "binfmt_misc", "binfmt_misc", MISC])

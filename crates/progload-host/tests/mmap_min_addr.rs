@@ -93,7 +93,7 @@ fn hints_below_mmap_min_addr_match_the_kernel() {
         ("/usr/bin/true", "/usr/bin/true".to_string()),
         (
             "static",
-            progs::static_exec().into_os_string().into_string().unwrap(),
+            write("static", &std::fs::read(progs::static_exec()).unwrap()),
         ),
     ];
     let user = Credentials {
@@ -140,6 +140,13 @@ fn hints_below_mmap_min_addr_match_the_kernel() {
     }
     println!("{}", outcomes.join("\n"));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    // The matrix must reach both the raised hint and the refused fixed mapping.
-    assert!(outcomes.iter().any(|o| o.ends_with("both killed")));
+    // Everything runs but the fixed mapping below the limit without CAP_SYS_RAWIO.
+    for o in &outcomes {
+        let expect = if o.starts_with("ET_EXEC at 0x1000 as user") {
+            "both killed"
+        } else {
+            "identical"
+        };
+        assert!(o.ends_with(expect), "{o}: expected {expect}");
+    }
 }

@@ -172,5 +172,17 @@ fn noexec_and_nosuid_mounts_match_the_kernel() {
     }
     println!("{}", lines.join("\n"));
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // What each case is about: noexec refuses, nosuid runs without set-id, a set-id file on
+    // a plain mount is set-id.
+    for l in &lines {
+        let expect = if l.contains("noexec") {
+            "both EACCES"
+        } else if l.starts_with("setuid on plain") {
+            "identical (set-id)"
+        } else {
+            "identical"
+        };
+        assert!(l.ends_with(expect), "{l}: expected {expect}");
+    }
     drop((noexec, nosuid, plain));
 }
