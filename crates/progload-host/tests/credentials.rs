@@ -8,12 +8,12 @@
 //!
 //! Needs root (CAP_SETUID, CAP_SETGID, CAP_CHOWN), like the rest of the kernel oracle.
 
-use std::collections::BTreeMap;
+mod callers;
+
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::Path;
 
 use progload::profile::Credentials;
-use progload_host::check::{check, CheckRequest, Verdict};
 use progload_testkit::elfbuild::{
     ElfBuilder, ProgramHeader, EM_X86_64, ET_DYN, PF_R, PF_W, X86_64_EXIT0,
 };
@@ -46,11 +46,7 @@ fn install(dir: &Path, name: &str, src: &Path, owner: (u32, u32), mode: u32) -> 
 
 #[test]
 fn credentials_and_set_id_bits_match_the_kernel() {
-    assert_eq!(
-        rustix::process::geteuid().as_raw(),
-        0,
-        "this test needs root: the kernel's child must take other credentials"
-    );
+    callers::require_root("the kernel's child must take other credentials");
     let tmp = TempDir::new().unwrap();
     let dir = tmp.path();
     std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -130,7 +126,7 @@ fn credentials_and_set_id_bits_match_the_kernel() {
     long.extend(std::iter::repeat_n(b'a', 300));
     files.push(("long-name-in-0700-dir", long));
 
-    let callers = [
+    let who = [
         ("root", creds(0, 0, 0, 0, &[], false)),
         ("user", creds(USER, USER, USER, USER, &[], false)),
         ("user+group", creds(USER, USER, USER, USER, &[GROUP], false)),
@@ -176,52 +172,16 @@ fn credentials_and_set_id_bits_match_the_kernel() {
         ),
     ];
 
-    let profile = progload_host::host_profile().unwrap();
-    let mut kinds: BTreeMap<String, usize> = BTreeMap::new();
-    let mut failures = Vec::new();
-    for (fname, path) in &files {
-        for (cname, c) in &callers {
-            let req = CheckRequest {
-                path: path.clone(),
-                argv: Some(vec![b"prog".to_vec()]),
-                envp: vec![b"A=1".to_vec()],
-                cwd: "/".into(),
-                stack_rlimit: None,
-                misc_rules: vec![],
-                credentials: Some(c.clone()),
-                personality: 0,
-            };
-            let verdict = check(&req, &profile).unwrap();
-            let kind = match &verdict {
-                Verdict::Identical => "identical".to_string(),
-                Verdict::IdenticalModuloRandomization => "identical (set-id, randomized)".into(),
-                Verdict::SameErrno(e) => format!("same errno {}", e.name()),
-                Verdict::BothFatal => "both fatal".into(),
-                Verdict::Differ(_) | Verdict::Mismatch(..) => "DISAGREE".into(),
-            };
-            *kinds.entry(kind).or_default() += 1;
-            if !verdict.agrees() {
-                failures.push(format!("{fname} as {cname}: {verdict:?}"));
-            }
-        }
-    }
-    println!("{} cases:", files.len() * callers.len());
-    for (k, n) in &kinds {
-        println!("  {n:3} {k}");
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} disagree:\n{}",
-        failures.len(),
-        files.len() * callers.len(),
-        failures.join("\n")
-    );
-    // The matrix reaches set-id execs, plain execs and refusals; otherwise it shows little.
+    let m = callers::Matrix::run(&files, &who, 0);
+    m.assert_all_agree();
+    // The matrix reaches set-id execs, plain execs, refusals and kills; otherwise it shows
+    // little.
+    let kinds = m.kinds();
     for k in [
         "identical",
-        "identical (set-id, randomized)",
-        "same errno EACCES",
-        "both fatal",
+        "identical (set-id)",
+        "refused EACCES",
+        "killed",
     ] {
         assert!(kinds.contains_key(k), "no case was {k}: {kinds:?}");
     }

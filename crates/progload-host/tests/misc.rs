@@ -1,6 +1,8 @@
 //! binfmt_misc rules against the live kernel: the same rule is registered with the kernel
 //! (binfmt_misc mounted if needed) and given to the plan; the images must be identical.
 
+mod callers;
+
 use std::io::Write;
 
 use progload::binfmt::misc::Rule;
@@ -129,8 +131,6 @@ fn extension_and_magic_rules_with_flags() {
 /// exec time as the caller, and refuses.
 #[test]
 fn fix_binary_interpreter_is_opened_by_the_registrant() {
-    use progload::profile::Credentials;
-    use progload_host::check::{check, CheckRequest, Verdict};
     use std::os::unix::fs::PermissionsExt;
 
     let pid = std::process::id();
@@ -145,34 +145,27 @@ fn fix_binary_interpreter_is_opened_by_the_registrant() {
     let ext = format!("plf{pid}");
     let target =
         progs::write_executable(dir.path(), &format!("t.{ext}"), b"not an executable\n").unwrap();
-    let user = Credentials {
-        uid: 1000,
-        euid: 1000,
-        gid: 1000,
-        egid: 1000,
-        groups: vec![],
-        no_new_privs: false,
-    };
     let profile = host_profile().unwrap();
     for (flags, expect_run) in [("F", true), ("", false)] {
         let name = format!("pl_f{pid}{flags}");
         let rule_text = format!(":{name}:E::{ext}::{interp}:{flags}");
         let _reg = register(&rule_text, &name);
-        let req = CheckRequest {
-            path: target.as_os_str().as_encoded_bytes().to_vec(),
-            argv: Some(vec![b"t".to_vec(), b"one".to_vec()]),
-            envp: vec![b"A=1".to_vec()],
-            cwd: "/".into(),
-            stack_rlimit: None,
-            misc_rules: vec![Rule::parse(rule_text.as_bytes()).unwrap()],
-            credentials: Some(user.clone()),
-            personality: 0,
+        let verdict = callers::check_as(
+            &profile,
+            target.as_os_str().as_encoded_bytes(),
+            &callers::user(1000),
+            0,
+            &[Rule::parse(rule_text.as_bytes()).unwrap()],
+        );
+        let want = if expect_run {
+            "identical"
+        } else {
+            "refused EACCES"
         };
-        let verdict = check(&req, &profile).unwrap();
-        match (expect_run, &verdict) {
-            (true, Verdict::Identical) => {}
-            (false, Verdict::SameErrno(e)) if e.name() == "EACCES" => {}
-            _ => panic!("{rule_text} as uid 1000: {verdict:?}"),
-        }
+        assert_eq!(
+            callers::kind(&verdict),
+            want,
+            "{rule_text} as uid 1000: {verdict:?}"
+        );
     }
 }

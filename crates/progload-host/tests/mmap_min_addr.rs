@@ -6,10 +6,10 @@
 //!
 //! Needs root.
 
+mod callers;
+
 use std::os::unix::fs::PermissionsExt;
 
-use progload::profile::Credentials;
-use progload_host::check::{check, CheckRequest, Verdict};
 use progload_testkit::elfbuild::{
     ElfBuilder, ProgramHeader, EM_X86_64, ET_DYN, ET_EXEC, PF_R, PF_W, PF_X, X86_64_EXIT0,
 };
@@ -48,11 +48,7 @@ fn exec_at(base: u64, interp: Option<&str>) -> Vec<u8> {
 
 #[test]
 fn hints_below_mmap_min_addr_match_the_kernel() {
-    assert_eq!(
-        rustix::process::geteuid().as_raw(),
-        0,
-        "this test needs root: it sets vm.mmap_min_addr"
-    );
+    callers::require_root("it sets vm.mmap_min_addr");
     let old = std::fs::read_to_string(SYSCTL).unwrap();
     let _restore = Restore(old.clone());
     std::fs::write(SYSCTL, "65536").unwrap();
@@ -96,57 +92,20 @@ fn hints_below_mmap_min_addr_match_the_kernel() {
             write("static", &std::fs::read(progs::static_exec()).unwrap()),
         ),
     ];
-    let user = Credentials {
-        uid: 1000,
-        euid: 1000,
-        gid: 1000,
-        egid: 1000,
-        groups: vec![],
-        no_new_privs: false,
-    };
-    let callers = [("root", Credentials::root()), ("user", user)];
-
-    // The profile is read with the raised limit in force.
-    let profile = progload_host::host_profile().unwrap();
-    assert_eq!(profile.mmap_min_addr, 65536);
-    let mut failures = Vec::new();
-    let mut outcomes = Vec::new();
-    for (pname, path) in &programs {
-        for (cname, c) in &callers {
-            let req = CheckRequest {
-                path: path.clone().into_bytes(),
-                argv: Some(vec![b"prog".to_vec()]),
-                envp: vec![],
-                cwd: "/".into(),
-                stack_rlimit: None,
-                misc_rules: vec![],
-                credentials: Some(c.clone()),
-                personality: 0,
-            };
-            let verdict = check(&req, &profile).unwrap();
-            outcomes.push(format!(
-                "{pname} as {cname}: {}",
-                match &verdict {
-                    Verdict::Identical => "identical".to_string(),
-                    Verdict::BothFatal => "both killed".to_string(),
-                    Verdict::SameErrno(e) => format!("both {}", e.name()),
-                    v => format!("{v:?}"),
-                }
-            ));
-            if !verdict.agrees() {
-                failures.push(format!("{pname} as {cname}: {verdict:?}"));
-            }
-        }
-    }
-    println!("{}", outcomes.join("\n"));
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The profile the matrix reads has the raised limit in force.
+    assert_eq!(progload_host::host_profile().unwrap().mmap_min_addr, 65536);
+    let files: Vec<(&str, Vec<u8>)> = programs
+        .iter()
+        .map(|(name, path)| (*name, path.clone().into_bytes()))
+        .collect();
+    let m = callers::Matrix::run(&files, &callers::root_and_user(), 0);
+    m.assert_all_agree();
     // Everything runs but the fixed mapping below the limit without CAP_SYS_RAWIO.
-    for o in &outcomes {
-        let expect = if o.starts_with("ET_EXEC at 0x1000 as user") {
-            "both killed"
+    m.assert_kinds(|f, c| {
+        if f == "ET_EXEC at 0x1000" && c == "user" {
+            "killed"
         } else {
             "identical"
-        };
-        assert!(o.ends_with(expect), "{o}: expected {expect}");
-    }
+        }
+    });
 }

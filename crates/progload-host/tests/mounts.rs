@@ -6,12 +6,12 @@
 //!
 //! Needs root (mount, chown, setresuid).
 
+mod callers;
+
 use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use progload::profile::Credentials;
-use progload_host::check::{check, CheckRequest, Verdict};
 use progload_testkit::progs::{self, TempDir};
 
 /// A tmpfs mounted with `opts` at `dir/name`, unmounted on drop.
@@ -61,11 +61,7 @@ fn script(dst: PathBuf, interpreter: &str) -> String {
 
 #[test]
 fn noexec_and_nosuid_mounts_match_the_kernel() {
-    assert_eq!(
-        rustix::process::geteuid().as_raw(),
-        0,
-        "this test needs root: it mounts tmpfs"
-    );
+    callers::require_root("it mounts tmpfs");
     let tmp = TempDir::new().unwrap();
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let noexec = Mount::new(tmp.path(), "noexec", "noexec");
@@ -131,58 +127,22 @@ fn noexec_and_nosuid_mounts_match_the_kernel() {
         ),
         ("PT_INTERP on noexec", interp_on_noexec),
     ];
-    let user = Credentials {
-        uid: 1000,
-        euid: 1000,
-        gid: 1000,
-        egid: 1000,
-        groups: vec![],
-        no_new_privs: false,
-    };
-    let callers = [("root", Credentials::root()), ("user", user)];
-    let profile = progload_host::host_profile().unwrap();
-    let mut lines = Vec::new();
-    let mut failures = Vec::new();
-    for (fname, path) in &files {
-        for (cname, c) in &callers {
-            let req = CheckRequest {
-                path: path.clone().into_bytes(),
-                argv: Some(vec![b"prog".to_vec()]),
-                envp: vec![],
-                cwd: "/".into(),
-                stack_rlimit: None,
-                misc_rules: vec![],
-                credentials: Some(c.clone()),
-                personality: 0,
-            };
-            let verdict = check(&req, &profile).unwrap();
-            lines.push(format!(
-                "{fname} as {cname}: {}",
-                match &verdict {
-                    Verdict::Identical => "identical".to_string(),
-                    Verdict::IdenticalModuloRandomization => "identical (set-id)".to_string(),
-                    Verdict::SameErrno(e) => format!("both {}", e.name()),
-                    v => format!("{v:?}"),
-                }
-            ));
-            if !verdict.agrees() {
-                failures.push(format!("{fname} as {cname}: {verdict:?}"));
-            }
-        }
-    }
-    println!("{}", lines.join("\n"));
-    assert!(failures.is_empty(), "{}", failures.join("\n"));
+    let files: Vec<(&str, Vec<u8>)> = files
+        .into_iter()
+        .map(|(name, path)| (name, path.into_bytes()))
+        .collect();
+    let m = callers::Matrix::run(&files, &callers::root_and_user(), 0);
+    m.assert_all_agree();
     // What each case is about: noexec refuses, nosuid runs without set-id, a set-id file on
     // a plain mount is set-id.
-    for l in &lines {
-        let expect = if l.contains("noexec") {
-            "both EACCES"
-        } else if l.starts_with("setuid on plain") {
+    m.assert_kinds(|f, _| {
+        if f.contains("noexec") {
+            "refused EACCES"
+        } else if f == "setuid on plain" {
             "identical (set-id)"
         } else {
             "identical"
-        };
-        assert!(l.ends_with(expect), "{l}: expected {expect}");
-    }
+        }
+    });
     drop((noexec, nosuid, plain));
 }

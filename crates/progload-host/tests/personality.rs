@@ -7,21 +7,17 @@
 //!
 //! Needs root (the unprivileged caller is taken with setresuid).
 
-use std::collections::BTreeMap;
+mod callers;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
-use progload::profile::{Credentials, ADDR_COMPAT_LAYOUT, MMAP_PAGE_ZERO, READ_IMPLIES_EXEC};
-use progload_host::check::{check, CheckRequest, Verdict};
+use progload::profile::{ADDR_COMPAT_LAYOUT, MMAP_PAGE_ZERO, READ_IMPLIES_EXEC};
 use progload_testkit::progs::{self, TempDir};
 
 #[test]
 fn personality_flags_match_the_kernel() {
-    assert_eq!(
-        rustix::process::geteuid().as_raw(),
-        0,
-        "this test needs root: the kernel's child must take other credentials"
-    );
+    callers::require_root("the kernel's child must take other credentials");
     let tmp = TempDir::new().unwrap();
     std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let setuid = tmp.join("setuid-true");
@@ -55,63 +51,23 @@ fn personality_flags_match_the_kernel() {
             MMAP_PAGE_ZERO | READ_IMPLIES_EXEC | ADDR_COMPAT_LAYOUT,
         ),
     ];
-    let user = Credentials {
-        uid: 1000,
-        euid: 1000,
-        gid: 1000,
-        egid: 1000,
-        groups: vec![],
-        no_new_privs: false,
-    };
-    let callers = [("root", Credentials::root()), ("user", user)];
-
-    let profile = progload_host::host_profile().unwrap();
-    let mut kinds: BTreeMap<&str, usize> = BTreeMap::new();
-    let mut failures = Vec::new();
-    for (pname, path) in &programs {
-        for (fname, bits) in flag_sets {
-            for (cname, c) in &callers {
-                let req = CheckRequest {
-                    path: path.clone().into_os_string().into_encoded_bytes(),
-                    argv: Some(vec![b"prog".to_vec()]),
-                    envp: vec![b"A=1".to_vec()],
-                    cwd: "/".into(),
-                    stack_rlimit: None,
-                    misc_rules: vec![],
-                    credentials: Some(c.clone()),
-                    personality: bits,
-                };
-                let verdict = check(&req, &profile).unwrap();
-                let kind = match &verdict {
-                    Verdict::Identical => "identical",
-                    Verdict::IdenticalModuloRandomization => "identical (set-id, randomized)",
-                    _ if verdict.agrees() => "same failure",
-                    _ => "DISAGREE",
-                };
-                *kinds.entry(kind).or_default() += 1;
-                if !verdict.agrees() {
-                    failures.push(format!("{pname} with {fname} as {cname}: {verdict:?}"));
-                }
+    let who = callers::root_and_user();
+    let files: Vec<(&str, Vec<u8>)> = programs
+        .iter()
+        .map(|(name, path)| (*name, path.clone().into_os_string().into_encoded_bytes()))
+        .collect();
+    for (fname, bits) in flag_sets {
+        println!("{fname}:");
+        let m = callers::Matrix::run(&files, &who, bits);
+        m.assert_all_agree();
+        // Every program runs for every caller (the setuid copy set-id): a refusal would mean
+        // the matrix tests less than it claims.
+        m.assert_kinds(|f, _| {
+            if f == "setuid-root" {
+                "identical (set-id)"
+            } else {
+                "identical"
             }
-        }
+        });
     }
-    let total = programs.len() * flag_sets.len() * callers.len();
-    println!("{total} cases: {kinds:?}");
-    assert!(
-        failures.is_empty(),
-        "{} of {total} disagree:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
-    // Every program runs for every caller: a refusal here would mean the matrix tests less
-    // than it claims.
-    assert_eq!(
-        kinds.get("identical").copied().unwrap_or(0)
-            + kinds
-                .get("identical (set-id, randomized)")
-                .copied()
-                .unwrap_or(0),
-        total,
-        "{kinds:?}"
-    );
 }
