@@ -98,6 +98,16 @@ fn credentials_and_set_id_bits_match_the_kernel() {
             install(dir, "suidsh", &script, (0, 0), 0o4755),
         ),
     ];
+    // A plain script whose interpreter is setuid to another user: the credentials come from
+    // the file finally loaded, the interpreter.
+    let sh = install(dir, "sh-suid", Path::new("/bin/sh"), (OTHER, OTHER), 0o4755);
+    let via = dir.join("via-suid-sh");
+    std::fs::write(&via, [b"#!", &sh[..], b"\nexit 0\n"].concat()).unwrap();
+    std::fs::set_permissions(&via, std::fs::Permissions::from_mode(0o755)).unwrap();
+    files.push((
+        "script with setuid interpreter",
+        via.into_os_string().into_encoded_bytes(),
+    ));
     // A static-PIE aligned to 2 MiB whose first PT_LOAD is bss only: the kernel's alignment
     // probe maps that bss at address 0, which needs CAP_SYS_RAWIO (else the exec is killed).
     let mut b = ElfBuilder::minimal(ET_DYN, EM_X86_64, 0x20_0000, &X86_64_EXIT0);

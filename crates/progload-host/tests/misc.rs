@@ -169,3 +169,42 @@ fn fix_binary_interpreter_is_opened_by_the_registrant() {
         );
     }
 }
+
+/// `C` takes the credentials from the binary rather than the interpreter: a setuid (to uid
+/// 1001) target run by uid 1000 through an ordinary interpreter is set-id with `C`, and not
+/// without it.
+#[test]
+fn credentials_flag_takes_the_binarys_set_id_bits() {
+    use std::os::unix::fs::{chown, PermissionsExt};
+
+    let pid = std::process::id();
+    let dir = progs::TempDir::new().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let interp = dir.join("interp");
+    std::fs::copy(progs::static_exec(), &interp).unwrap();
+    std::fs::set_permissions(&interp, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let interp = interp.to_str().unwrap();
+    let ext = format!("plc{pid}");
+    let target =
+        progs::write_executable(dir.path(), &format!("t.{ext}"), b"not an executable\n").unwrap();
+    chown(&target, Some(1001), Some(1001)).unwrap();
+    std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o4755)).unwrap();
+    let profile = host_profile().unwrap();
+    for (flags, want) in [("C", "identical (set-id)"), ("", "identical")] {
+        let name = format!("pl_c{pid}{flags}");
+        let rule_text = format!(":{name}:E::{ext}::{interp}:{flags}");
+        let _reg = register(&rule_text, &name);
+        let verdict = callers::check_as(
+            &profile,
+            target.as_os_str().as_encoded_bytes(),
+            &callers::user(1000),
+            0,
+            &[Rule::parse(rule_text.as_bytes()).unwrap()],
+        );
+        assert_eq!(
+            callers::kind(&verdict),
+            want,
+            "{rule_text} as uid 1000: {verdict:?}"
+        );
+    }
+}
