@@ -64,6 +64,7 @@ fn verdict_json(v: &Verdict) -> serde_json::Value {
         }
         Verdict::SameErrno(e) => json!({"verdict": "same_errno", "errno": e.name()}),
         Verdict::BothFatal => json!({"verdict": "both_fatal"}),
+        Verdict::NotModelled(why) => json!({"verdict": "not_modelled", "why": why}),
         Verdict::Differ(d) => {
             json!({"verdict": "differ", "differences": d.iter().map(|x| json!({"field": x.field, "kernel": x.kernel, "plan": x.plan})).collect::<Vec<_>>()})
         }
@@ -89,6 +90,7 @@ fn verdict_text(v: &Verdict) -> String {
             s
         }
         Verdict::Mismatch(k, p) => format!("outcomes differ: kernel {k:?}, plan {p:?}"),
+        Verdict::NotModelled(why) => format!("not modelled: {why}"),
     }
 }
 
@@ -189,6 +191,8 @@ fn sweep(args: &CheckArgs, profile: &progload::Profile) -> ExitCode {
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let mut by_field: BTreeMap<String, usize> = BTreeMap::new();
     let mut bad = Vec::new();
+    // Execs progload does not model (32-bit programs): listed, not counted as failures.
+    let mut not_modelled = Vec::new();
     for (f, r) in &results {
         let key = match r {
             Ok(Verdict::Identical) => "identical",
@@ -202,6 +206,10 @@ fn sweep(args: &CheckArgs, profile: &progload::Profile) -> ExitCode {
                 }
                 bad.push((f, r));
                 "differing"
+            }
+            Ok(Verdict::NotModelled(_)) => {
+                not_modelled.push((f, r));
+                "not_modelled"
             }
             Ok(Verdict::Mismatch(..)) => {
                 bad.push((f, r));
@@ -228,11 +236,13 @@ fn sweep(args: &CheckArgs, profile: &progload::Profile) -> ExitCode {
             .collect();
         println!(
             "{}",
-            json!({"files": results.len(), "counts": counts, "differing_fields": by_field, "failures": list, "seconds": secs})
+            json!({"files": results.len(), "counts": counts, "differing_fields": by_field, "failures": list,
+                "not_modelled": not_modelled.iter().map(|(f, _)| f.display().to_string()).collect::<Vec<_>>(),
+                "seconds": secs})
         );
     } else {
         let mut out = std::io::stdout().lock();
-        for (f, r) in &bad {
+        for (f, r) in not_modelled.iter().chain(&bad) {
             let text = match r {
                 Ok(v) => verdict_text(v),
                 Err(e) => format!("probe error: {e}"),

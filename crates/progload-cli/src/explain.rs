@@ -178,15 +178,10 @@ pub fn hint(e: &Error, steps: &[Step], root: &str) -> String {
         Error::InterpOpen { path, problem } => {
             format!("the ELF interpreter {path}: {}", path_hint(problem, &path.0, Role::ElfInterpreter, root))
         }
-        // EM_386/EM_486 on x86_64 and EM_ARM on arm64: the kernel's compat_binfmt_elf.
-        Error::ElfMachine { found: found @ (3 | 6 | 40), expected: expected @ (62 | 183) }
-            if (*found == 40) == (*expected == 183) =>
-        {
-            format!(
-                "this is a 32-bit {} program: Linux loads it through compat_binfmt_elf when 32-bit emulation is available (CONFIG_IA32_EMULATION / AArch32 support), but progload models native 64-bit ELF only, so this ENOEXEC is progload's limit and the kernel may well run it",
-                machine_name(*found)
-            )
-        }
+        Error::CompatElf { machine } => format!(
+            "this is a 32-bit {} program: Linux loads it through compat_binfmt_elf when 32-bit emulation is available (CONFIG_IA32_EMULATION / AArch32 support), but progload models native 64-bit ELF only, so this ENOEXEC is progload's limit and the kernel may well run it",
+            machine_name(*machine)
+        ),
         Error::ElfMachine { found, expected } => format!(
             "this ELF is for {} (e_machine {found}) but the machine is {} (e_machine {expected}): run it under an emulator (qemu-user via a binfmt_misc rule) or use a build for {}",
             machine_name(*found),

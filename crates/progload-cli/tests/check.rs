@@ -102,6 +102,37 @@ fn whole_machine_sweep_as_other_callers() {
     }
 }
 
+/// Libraries and helper programs run directly (ET_DYN without PT_INTERP, many alignments):
+/// every one agrees, except 32-bit programs, which are listed as not modelled.
+#[test]
+fn library_directories_sweep() {
+    let mut args = vec!["check", "--sweep", "--json", "--env-clear", "-e", "A=1"];
+    args.extend_from_slice(&["/usr/lib", "/usr/libexec", "/usr/local/lib"]);
+    let (code, out) = progload(&args);
+    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
+    eprintln!(
+        "sweep libraries: {}",
+        serde_json::json!({"files": v["files"], "counts": v["counts"], "seconds": v["seconds"]})
+    );
+    assert_eq!(code, 0, "{:#}", v["failures"]);
+    assert!(v["files"].as_u64().unwrap() > 100);
+}
+
+/// A 32-bit i386 ELF is reported as not modelled (exit 1), never as agreement.
+#[test]
+fn a_32_bit_program_is_not_modelled() {
+    use progload_testkit::elfbuild::{ElfBuilder, ELFCLASS32, EM_386, ET_EXEC};
+    let dir = progload_testkit::progs::TempDir::new().unwrap();
+    let mut b = ElfBuilder::new(ET_EXEC, EM_386);
+    b.header.set_class(ELFCLASS32);
+    let path =
+        progload_testkit::progs::write_executable(dir.path(), "elf32", &b.min_len(512).build())
+            .unwrap();
+    let (code, out) = progload(&["check", path.to_str().unwrap()]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.starts_with("not modelled: 32-bit ELF"), "{out}");
+}
+
 #[test]
 fn loader_and_libc_run_directly() {
     for prog in [

@@ -254,12 +254,18 @@ pub enum Verdict {
     Differ(Vec<Difference>),
     /// The outcomes disagree (ran vs refused, or different errnos).
     Mismatch(KernelOutcome, PlanOutcome),
+    /// progload does not model this exec (a 32-bit program, `Error::CompatElf`), whatever
+    /// the kernel did: neither agreement nor a disagreement.
+    NotModelled(String),
 }
 
 impl Verdict {
     /// Whether the plan agrees with the kernel.
     pub fn agrees(&self) -> bool {
-        !matches!(self, Verdict::Differ(_) | Verdict::Mismatch(..))
+        !matches!(
+            self,
+            Verdict::Differ(_) | Verdict::Mismatch(..) | Verdict::NotModelled(_)
+        )
     }
 }
 
@@ -383,6 +389,9 @@ pub fn check(req: &CheckRequest, profile: &progload::Profile) -> std::io::Result
         Ok(_) => PlanOutcome::Planned,
         Err(e) => PlanOutcome::Failed(e.errno(), e.is_fatal(), e.to_string()),
     };
+    if let Err(e @ progload::Error::CompatElf { .. }) = &planned {
+        return Ok(Verdict::NotModelled(e.to_string()));
+    }
     Ok(match (outcome, planned) {
         (ProbeOutcome::Stopped(k), Ok(p)) => {
             let diffs = if p.randomized {

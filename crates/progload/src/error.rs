@@ -181,6 +181,15 @@ pub enum Error {
     /// `e_type` is not ET_EXEC or ET_DYN.
     #[error("ELF type {0} is neither ET_EXEC (2) nor ET_DYN (3)")]
     ElfType(u16),
+    /// A 32-bit ELF of this machine's compat architecture (i386 on x86_64, Arm on arm64):
+    /// Linux loads it through `compat_binfmt_elf` when 32-bit emulation is on, which
+    /// progload does not model. The plan refuses it with ENOEXEC, as a kernel without that
+    /// emulation would.
+    #[error("32-bit ELF (machine {machine}): Linux runs it through compat_binfmt_elf (32-bit emulation), which progload does not model")]
+    CompatElf {
+        /// The file's e_machine.
+        machine: u16,
+    },
     /// `e_machine` is not the profile's architecture.
     #[error("ELF machine {found} is not this architecture's ({expected})")]
     ElfMachine {
@@ -336,6 +345,7 @@ impl Error {
             | Error::Script(_)
             | Error::ElfType(_)
             | Error::ElfMachine { .. }
+            | Error::CompatElf { .. }
             | Error::PhentSize(_)
             | Error::PhNum(_)
             | Error::PhdrsShort { .. }

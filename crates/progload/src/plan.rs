@@ -635,6 +635,11 @@ fn load_elf_headers<F: FileSystem + ?Sized>(
     if !hdr.type_ok() {
         return Err(Error::ElfType(hdr.e_type));
     }
+    if hdr.class == object::elf::ELFCLASS32 && spec.compat_machines.contains(&hdr.e_machine) {
+        return Err(Error::CompatElf {
+            machine: hdr.e_machine,
+        });
+    }
     if hdr.e_machine != spec.e_machine {
         return Err(Error::ElfMachine {
             found: hdr.e_machine,

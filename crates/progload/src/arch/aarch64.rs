@@ -14,6 +14,8 @@ pub const FEATURE_1_BTI: u32 = 1;
 /// The AArch64 description.
 pub const SPEC: ArchSpec = ArchSpec {
     e_machine: EM_AARCH64,
+    // EM_ARM (AArch32 compat).
+    compat_machines: &[40],
     mmap_rnd_bits: 18,
     stack_rnd_mask: 0x3_ffff,
     brk_rnd_range: 1 << 30,

@@ -16,6 +16,8 @@ pub const INITIAL_RFLAGS: u64 = 0x202;
 /// The x86_64 description.
 pub const SPEC: ArchSpec = ArchSpec {
     e_machine: EM_X86_64,
+    // EM_386, EM_486 (elf_check_arch_ia32).
+    compat_machines: &[3, 6],
     mmap_rnd_bits: 28,
     stack_rnd_mask: 0x3f_ffff,
     brk_rnd_range: 1 << 30,

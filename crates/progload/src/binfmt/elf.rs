@@ -47,6 +47,9 @@ pub struct Header {
     pub e_phentsize: u16,
     /// `e_phnum`.
     pub e_phnum: u16,
+    /// `e_ident[EI_CLASS]` (1: 32-bit, 2: 64-bit). The fields above are read at their ELF64
+    /// offsets; `e_type` and `e_machine` sit at the same place in both classes.
+    pub class: u8,
 }
 
 impl Header {
@@ -64,6 +67,7 @@ impl Header {
             e_phoff: h.e_phoff.get(LE),
             e_phentsize: h.e_phentsize.get(LE),
             e_phnum: h.e_phnum.get(LE),
+            class: h.e_ident.class,
         })
     }
 
