@@ -64,7 +64,9 @@ fn verdict_json(v: &Verdict) -> serde_json::Value {
         }
         Verdict::SameErrno(e) => json!({"verdict": "same_errno", "errno": e.name()}),
         Verdict::BothFatal => json!({"verdict": "both_fatal"}),
-        Verdict::NotModelled(why) => json!({"verdict": "not_modelled", "why": why}),
+        Verdict::NotModelled { why, kernel } => {
+            json!({"verdict": "not_modelled", "why": why, "kernel": format!("{kernel:?}")})
+        }
         Verdict::Differ(d) => {
             json!({"verdict": "differ", "differences": d.iter().map(|x| json!({"field": x.field, "kernel": x.kernel, "plan": x.plan})).collect::<Vec<_>>()})
         }
@@ -90,7 +92,7 @@ fn verdict_text(v: &Verdict) -> String {
             s
         }
         Verdict::Mismatch(k, p) => format!("outcomes differ: kernel {k:?}, plan {p:?}"),
-        Verdict::NotModelled(why) => format!("not modelled: {why}"),
+        Verdict::NotModelled { why, kernel } => format!("not modelled: {why} (kernel: {kernel:?})"),
     }
 }
 
@@ -207,7 +209,7 @@ fn sweep(args: &CheckArgs, profile: &progload::Profile) -> ExitCode {
                 bad.push((f, r));
                 "differing"
             }
-            Ok(Verdict::NotModelled(_)) => {
+            Ok(Verdict::NotModelled { .. }) => {
                 not_modelled.push((f, r));
                 "not_modelled"
             }

@@ -178,11 +178,9 @@ fn success_lists_the_steps() {
 /// with IA32 emulation runs such programs), not a property of the file.
 #[test]
 fn a_32_bit_program_is_progloads_limit() {
-    use progload_testkit::elfbuild::{ELFCLASS32, EM_386, ET_EXEC};
     let dir = progs::TempDir::new().unwrap();
-    let mut b = ElfBuilder::new(ET_EXEC, EM_386);
-    b.header.set_class(ELFCLASS32);
-    let f = progs::write_executable(dir.path(), "elf32", &b.min_len(512).build()).unwrap();
+    let elf32 = progload_testkit::elfbuild::minimal_i386_exec();
+    let f = progs::write_executable(dir.path(), "elf32", &elf32).unwrap();
     let (code, out) = explain(&f, &[]);
     assert_eq!(code, 126, "{out}");
     for n in [

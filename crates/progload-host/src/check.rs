@@ -254,9 +254,15 @@ pub enum Verdict {
     Differ(Vec<Difference>),
     /// The outcomes disagree (ran vs refused, or different errnos).
     Mismatch(KernelOutcome, PlanOutcome),
-    /// progload does not model this exec (a 32-bit program, `Error::CompatElf`), whatever
-    /// the kernel did: neither agreement nor a disagreement.
-    NotModelled(String),
+    /// progload does not model this exec, whatever the kernel did (shown here): neither
+    /// agreement nor a disagreement. Either a 32-bit program (`Error::CompatElf`), or a
+    /// set-id exec probed by a tracer without CAP_SYS_PTRACE, which the kernel downgrades.
+    NotModelled {
+        /// Why.
+        why: String,
+        /// What the kernel did.
+        kernel: KernelOutcome,
+    },
 }
 
 impl Verdict {
@@ -264,7 +270,7 @@ impl Verdict {
     pub fn agrees(&self) -> bool {
         !matches!(
             self,
-            Verdict::Differ(_) | Verdict::Mismatch(..) | Verdict::NotModelled(_)
+            Verdict::Differ(_) | Verdict::Mismatch(..) | Verdict::NotModelled { .. }
         )
     }
 }
@@ -367,7 +373,7 @@ pub fn check(req: &CheckRequest, profile: &progload::Profile) -> std::io::Result
     // The probe's child enters the cwd before taking the credentials: resolve it likewise.
     let cwd = progload::resolve::resolve_dir(
         &fs,
-        &profile.credentials,
+        &crate::profile::current_credentials()?,
         &root,
         req.cwd.as_os_str().as_encoded_bytes(),
     )
@@ -390,7 +396,21 @@ pub fn check(req: &CheckRequest, profile: &progload::Profile) -> std::io::Result
         Err(e) => PlanOutcome::Failed(e.errno(), e.is_fatal(), e.to_string()),
     };
     if let Err(e @ progload::Error::CompatElf { .. }) = &planned {
-        return Ok(Verdict::NotModelled(e.to_string()));
+        return Ok(Verdict::NotModelled {
+            why: e.to_string(),
+            kernel: kernel_outcome,
+        });
+    }
+    if let Ok(p) = &planned {
+        let c = &p.credentials;
+        let old = &profile.credentials;
+        let changes = c.euid != old.euid || c.egid != old.egid;
+        if changes && !crate::profile::can_trace_set_id()? {
+            return Ok(Verdict::NotModelled {
+                why: "a set-id exec under a tracer without CAP_SYS_PTRACE, which the kernel downgrades".into(),
+                kernel: kernel_outcome,
+            });
+        }
     }
     Ok(match (outcome, planned) {
         (ProbeOutcome::Stopped(k), Ok(p)) => {

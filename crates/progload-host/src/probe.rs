@@ -890,7 +890,7 @@ mod imp {
             // Taking other ids needs CAP_SETUID/CAP_SETGID, and without CAP_SYS_PTRACE the
             // kernel would see an unprivileged tracer and downgrade set-id execs.
             const NEEDED: u64 = (1 << 6) | (1 << 7) | (1 << 19);
-            let status = std::fs::read_to_string("/proc/self/status")?;
+            let status = std::fs::read_to_string("/proc/thread-self/status")?;
             let eff = status
                 .lines()
                 .find_map(|l| l.strip_prefix("CapEff:"))

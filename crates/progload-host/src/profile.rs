@@ -143,21 +143,52 @@ pub fn host_profile() -> std::io::Result<Profile> {
             p.personality = v;
         }
     }
-    let status = fs::read_to_string("/proc/self/status")?;
-    let uids = status_ids(&status, "Uid:");
-    let gids = status_ids(&status, "Gid:");
-    p.credentials = Credentials {
+    let status = fs::read_to_string("/proc/thread-self/status")?;
+    p.credentials = credentials_in(&status);
+    // The bounding set: what a new effective uid 0 gets (see Profile::cap_sys_rawio). The
+    // kernel checks CAP_SYS_RAWIO in the initial user namespace, so inside another one
+    // (a rootless container, `unshare -r`) it never applies.
+    let initial_ns = fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|m| m.split_whitespace().eq(["0", "0", "4294967295"]));
+    p.cap_sys_rawio = initial_ns && capability(&status, "CapBnd:", 17);
+    Ok(p)
+}
+
+fn credentials_in(status: &str) -> Credentials {
+    let uids = status_ids(status, "Uid:");
+    let gids = status_ids(status, "Gid:");
+    Credentials {
         uid: uids.first().copied().unwrap_or(0),
         euid: uids.get(1).copied().unwrap_or(0),
         gid: gids.first().copied().unwrap_or(0),
         egid: gids.get(1).copied().unwrap_or(0),
-        groups: status_ids(&status, "Groups:"),
-        no_new_privs: status_field(&status, "NoNewPrivs:") == Some("1"),
-    };
-    // The bounding set: what a new effective uid 0 gets (see Profile::cap_sys_rawio).
-    let cap_bnd = status_field(&status, "CapBnd:")
+        groups: status_ids(status, "Groups:"),
+        no_new_privs: status_field(status, "NoNewPrivs:") == Some("1"),
+    }
+}
+
+fn capability(status: &str, set: &str, bit: u32) -> bool {
+    status_field(status, set)
         .and_then(|s| u64::from_str_radix(s, 16).ok())
-        .unwrap_or(0);
-    p.cap_sys_rawio = cap_bnd & (1 << 17) != 0;
-    Ok(p)
+        .is_some_and(|v| v >> bit & 1 == 1)
+}
+
+/// This thread's own credentials (ids, groups, no_new_privs), from /proc.
+///
+/// # Errors
+/// When /proc cannot be read.
+pub fn current_credentials() -> std::io::Result<Credentials> {
+    Ok(credentials_in(&fs::read_to_string(
+        "/proc/thread-self/status",
+    )?))
+}
+
+/// Whether this thread has CAP_SYS_PTRACE in effect: as a tracer it then leaves set-id execs
+/// alone (`ptracer_capable()`); without it the kernel downgrades them.
+///
+/// # Errors
+/// When /proc cannot be read.
+pub fn can_trace_set_id() -> std::io::Result<bool> {
+    let status = fs::read_to_string("/proc/thread-self/status")?;
+    Ok(capability(&status, "CapEff:", 19))
 }

@@ -406,6 +406,46 @@ fn put64(out: &mut [u8], at: usize, v: u64) {
     out[at..at + 8].copy_from_slice(&v.to_le_bytes());
 }
 
+/// A minimal valid static i386 ELF32 `ET_EXEC` at `0x8048000` that calls `exit(0)` through
+/// `int 0x80`: one R+X `PT_LOAD` of the whole 93-byte file. Linux with IA32 emulation runs it
+/// through `compat_binfmt_elf`.
+pub fn minimal_i386_exec() -> Vec<u8> {
+    const BASE: u32 = 0x0804_8000;
+    const CODE: u32 = 52 + 32;
+    // xor ebx, ebx; mov eax, 1; int 0x80
+    const EXIT0: [u8; 9] = [0x31, 0xdb, 0xb8, 0x01, 0x00, 0x00, 0x00, 0xcd, 0x80];
+    let size = CODE + EXIT0.len() as u32;
+    let mut f = Vec::with_capacity(size as usize);
+    f.extend_from_slice(&[
+        0x7f,
+        b'E',
+        b'L',
+        b'F',
+        ELFCLASS32,
+        ELFDATA2LSB,
+        EV_CURRENT,
+        0,
+    ]);
+    f.extend_from_slice(&[0; 8]);
+    f.extend_from_slice(&ET_EXEC.to_le_bytes());
+    f.extend_from_slice(&EM_386.to_le_bytes());
+    f.extend_from_slice(&1u32.to_le_bytes()); // e_version
+    f.extend_from_slice(&(BASE + CODE).to_le_bytes()); // e_entry
+    f.extend_from_slice(&52u32.to_le_bytes()); // e_phoff
+    f.extend_from_slice(&0u32.to_le_bytes()); // e_shoff
+    f.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+    for v in [52u16, 32, 1, 40, 0, 0] {
+        // e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [PT_LOAD, 0, BASE, BASE, size, size, PF_R | PF_X, 0x1000] {
+        // p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_flags, p_align
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    f.extend_from_slice(&EXIT0);
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -635,7 +635,10 @@ fn load_elf_headers<F: FileSystem + ?Sized>(
     if !hdr.type_ok() {
         return Err(Error::ElfType(hdr.e_type));
     }
-    if hdr.class == object::elf::ELFCLASS32 && spec.compat_machines.contains(&hdr.e_machine) {
+    // binfmt_elf refuses the machine (ENOEXEC); compat_binfmt_elf takes it if its ELF32
+    // reading gets past the phdr checks (and, on arm64, it is EABI); else ENOEXEC as well.
+    let eabi_ok = profile.arch != Arch::Aarch64 || hdr.elf32.e_flags & 0xff00_0000 != 0;
+    if spec.compat_machines.contains(&hdr.e_machine) && hdr.elf32.phdrs_ok() && eabi_ok {
         return Err(Error::CompatElf {
             machine: hdr.e_machine,
         });

@@ -67,7 +67,7 @@ pub fn kind(v: &Verdict) -> String {
         Verdict::SameErrno(e) => format!("refused {}", e.name()),
         Verdict::BothFatal => "killed".into(),
         Verdict::Differ(_) | Verdict::Mismatch(..) => "DISAGREE".into(),
-        Verdict::NotModelled(_) => "not modelled".into(),
+        Verdict::NotModelled { .. } => "not modelled".into(),
     }
 }
 

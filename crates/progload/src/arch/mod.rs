@@ -17,7 +17,8 @@ pub enum Arch {
 pub struct ArchSpec {
     /// `e_machine` accepted by `elf_check_arch`.
     pub e_machine: u16,
-    /// 32-bit `e_machine`s the kernel's `compat_binfmt_elf` takes (not modelled).
+    /// 32-bit `e_machine`s the kernel's `compat_binfmt_elf` takes (not modelled; x32,
+    /// also EM_X86_64, is left out: the 6.18 reference kernel refuses it with ENOEXEC).
     pub compat_machines: &'static [u16],
     /// Bits of mmap randomization (`mmap_rnd_bits` default).
     pub mmap_rnd_bits: u32,

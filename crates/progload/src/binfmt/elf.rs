@@ -47,9 +47,33 @@ pub struct Header {
     pub e_phentsize: u16,
     /// `e_phnum`.
     pub e_phnum: u16,
-    /// `e_ident[EI_CLASS]` (1: 32-bit, 2: 64-bit). The fields above are read at their ELF64
-    /// offsets; `e_type` and `e_machine` sit at the same place in both classes.
-    pub class: u8,
+    /// The same bytes read as an ELF32 header, for the compat loader (which, like the native
+    /// one, never looks at `EI_CLASS`).
+    pub elf32: Elf32Fields,
+}
+
+/// The ELF32 fields `compat_binfmt_elf` checks before it loads anything.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Elf32Fields {
+    /// `e_flags` (offset 0x24).
+    pub e_flags: u32,
+    /// `e_phentsize` (offset 0x2a).
+    pub e_phentsize: u16,
+    /// `e_phnum` (offset 0x2c).
+    pub e_phnum: u16,
+}
+
+impl Elf32Fields {
+    /// `load_elf_phdrs()` of the compat loader gets past its ENOEXEC checks: 32-byte entries,
+    /// a table of 1 to 64 KiB.
+    pub fn phdrs_ok(&self) -> bool {
+        self.e_phentsize == 32 && (1..=2048).contains(&self.e_phnum)
+    }
+}
+
+fn le16(b: Option<&[u8]>) -> u16 {
+    b.and_then(|b| <[u8; 2]>::try_from(b).ok())
+        .map_or(0, u16::from_le_bytes)
 }
 
 impl Header {
@@ -67,7 +91,14 @@ impl Header {
             e_phoff: h.e_phoff.get(LE),
             e_phentsize: h.e_phentsize.get(LE),
             e_phnum: h.e_phnum.get(LE),
-            class: h.e_ident.class,
+            elf32: Elf32Fields {
+                e_flags: raw
+                    .get(0x24..0x28)
+                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
+                    .map_or(0, u32::from_le_bytes),
+                e_phentsize: le16(raw.get(0x2a..0x2c)),
+                e_phnum: le16(raw.get(0x2c..0x2e)),
+            },
         })
     }
 
