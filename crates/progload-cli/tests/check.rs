@@ -52,17 +52,24 @@ fn a_wrong_profile_is_reported() {
     );
 }
 
-fn sweep(extra: &[&str]) -> Value {
+/// `progload check --sweep --json EXTRA... DIRS...`, which must exit 0 (no disagreement).
+fn sweep_dirs(extra: &[&str], dirs: &[&str]) -> Value {
     let mut args = vec!["check", "--sweep", "--json"];
     args.extend_from_slice(extra);
-    args.extend_from_slice(&["/usr/bin", "/usr/sbin", "/usr/local/bin"]);
+    args.extend_from_slice(dirs);
     let (code, out) = progload(&args);
     let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
     eprintln!(
-        "sweep {extra:?}: {}",
+        "sweep {extra:?} {dirs:?}: {}",
         serde_json::json!({"files": v["files"], "counts": v["counts"], "seconds": v["seconds"]})
     );
     assert_eq!(code, 0, "{:#}", v["failures"]);
+    assert!(v["files"].as_u64().unwrap() > 100);
+    v
+}
+
+fn sweep(extra: &[&str]) -> Value {
+    let v = sweep_dirs(extra, &["/usr/bin", "/usr/sbin", "/usr/local/bin"]);
     // /usr/bin and friends hold no 32-bit program here: nothing may be excused.
     assert_eq!(v["not_modelled"], serde_json::json!([]), "{v:#}");
     v
@@ -108,16 +115,10 @@ fn whole_machine_sweep_as_other_callers() {
 /// every one agrees, except 32-bit programs, which are listed as not modelled.
 #[test]
 fn library_directories_sweep() {
-    let mut args = vec!["check", "--sweep", "--json", "--env-clear", "-e", "A=1"];
-    args.extend_from_slice(&["/usr/lib", "/usr/libexec", "/usr/local/lib"]);
-    let (code, out) = progload(&args);
-    let v: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out}"));
-    eprintln!(
-        "sweep libraries: {}",
-        serde_json::json!({"files": v["files"], "counts": v["counts"], "seconds": v["seconds"]})
+    let v = sweep_dirs(
+        &["--env-clear", "-e", "A=1"],
+        &["/usr/lib", "/usr/libexec", "/usr/local/lib"],
     );
-    assert_eq!(code, 0, "{:#}", v["failures"]);
-    assert!(v["files"].as_u64().unwrap() > 100);
     // Only 32-bit x86 programs may be excused (e_machine EM_386 or EM_486).
     for f in v["not_modelled"].as_array().unwrap() {
         let bytes = std::fs::read(f.as_str().unwrap()).unwrap();

@@ -145,9 +145,27 @@ fn fix_binary_interpreter_is_opened_by_the_registrant() {
     let ext = format!("plf{pid}");
     let target =
         progs::write_executable(dir.path(), &format!("t.{ext}"), b"not an executable\n").unwrap();
+    as_user_with_flags(
+        &format!("pl_f{pid}"),
+        &ext,
+        interp,
+        &target,
+        &[("F", "identical"), ("", "refused EACCES")],
+    );
+}
+
+/// Registers `:{name}{flags}:E::{ext}::{interp}:{flags}` for each `(flags, kind)` in turn and
+/// checks that uid 1000 running `target` gets that kind of agreement with the kernel.
+fn as_user_with_flags(
+    name: &str,
+    ext: &str,
+    interp: &str,
+    target: &std::path::Path,
+    cases: &[(&str, &str)],
+) {
     let profile = host_profile().unwrap();
-    for (flags, expect_run) in [("F", true), ("", false)] {
-        let name = format!("pl_f{pid}{flags}");
+    for (flags, want) in cases {
+        let name = format!("{name}{flags}");
         let rule_text = format!(":{name}:E::{ext}::{interp}:{flags}");
         let _reg = register(&rule_text, &name);
         let verdict = callers::check_as(
@@ -157,14 +175,9 @@ fn fix_binary_interpreter_is_opened_by_the_registrant() {
             0,
             &[Rule::parse(rule_text.as_bytes()).unwrap()],
         );
-        let want = if expect_run {
-            "identical"
-        } else {
-            "refused EACCES"
-        };
         assert_eq!(
             callers::kind(&verdict),
-            want,
+            *want,
             "{rule_text} as uid 1000: {verdict:?}"
         );
     }
@@ -189,22 +202,11 @@ fn credentials_flag_takes_the_binarys_set_id_bits() {
         progs::write_executable(dir.path(), &format!("t.{ext}"), b"not an executable\n").unwrap();
     chown(&target, Some(1001), Some(1001)).unwrap();
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o4755)).unwrap();
-    let profile = host_profile().unwrap();
-    for (flags, want) in [("C", "identical (set-id)"), ("", "identical")] {
-        let name = format!("pl_c{pid}{flags}");
-        let rule_text = format!(":{name}:E::{ext}::{interp}:{flags}");
-        let _reg = register(&rule_text, &name);
-        let verdict = callers::check_as(
-            &profile,
-            target.as_os_str().as_encoded_bytes(),
-            &callers::user(1000),
-            0,
-            &[Rule::parse(rule_text.as_bytes()).unwrap()],
-        );
-        assert_eq!(
-            callers::kind(&verdict),
-            want,
-            "{rule_text} as uid 1000: {verdict:?}"
-        );
-    }
+    as_user_with_flags(
+        &format!("pl_c{pid}"),
+        &ext,
+        interp,
+        &target,
+        &[("C", "identical (set-id)"), ("", "identical")],
+    );
 }
