@@ -133,25 +133,32 @@ fn extension_and_magic_rules_with_flags() {
 fn fix_binary_interpreter_is_opened_by_the_registrant() {
     use std::os::unix::fs::PermissionsExt;
 
-    let pid = std::process::id();
-    let dir = progs::TempDir::new().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (dir, ext, target) = as_user_fixture("plf");
     let closed = dir.join("closed");
     std::fs::create_dir(&closed).unwrap();
     std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
     let interp = closed.join("interp");
     std::fs::copy(progs::static_exec(), &interp).unwrap();
     let interp = interp.to_str().unwrap();
-    let ext = format!("plf{pid}");
-    let target =
-        progs::write_executable(dir.path(), &format!("t.{ext}"), b"not an executable\n").unwrap();
     as_user_with_flags(
-        &format!("pl_f{pid}"),
+        &format!("pl_f{}", std::process::id()),
         &ext,
         interp,
         &target,
         &[("F", "identical"), ("", "refused EACCES")],
     );
+}
+
+/// A directory uid 1000 can search, the extension `{tag}{pid}`, and a non-ELF target file
+/// `t.{ext}` (mode 0755) in it.
+fn as_user_fixture(tag: &str) -> (progs::TempDir, String, std::path::PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = progs::TempDir::new().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let ext = format!("{tag}{}", std::process::id());
+    let target =
+        progs::write_executable(dir.path(), &format!("t.{ext}"), b"not an executable\n").unwrap();
+    (dir, ext, target)
 }
 
 /// Registers `:{name}{flags}:E::{ext}::{interp}:{flags}` for each `(flags, kind)` in turn and
@@ -190,20 +197,15 @@ fn as_user_with_flags(
 fn credentials_flag_takes_the_binarys_set_id_bits() {
     use std::os::unix::fs::{chown, PermissionsExt};
 
-    let pid = std::process::id();
-    let dir = progs::TempDir::new().unwrap();
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let (dir, ext, target) = as_user_fixture("plc");
     let interp = dir.join("interp");
     std::fs::copy(progs::static_exec(), &interp).unwrap();
     std::fs::set_permissions(&interp, std::fs::Permissions::from_mode(0o755)).unwrap();
     let interp = interp.to_str().unwrap();
-    let ext = format!("plc{pid}");
-    let target =
-        progs::write_executable(dir.path(), &format!("t.{ext}"), b"not an executable\n").unwrap();
     chown(&target, Some(1001), Some(1001)).unwrap();
     std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o4755)).unwrap();
     as_user_with_flags(
-        &format!("pl_c{pid}"),
+        &format!("pl_c{}", std::process::id()),
         &ext,
         interp,
         &target,
