@@ -1,7 +1,7 @@
 //! Invariants every plan (and every planning error) must satisfy, whatever the input.
 
 use progload::errno::Errno;
-use progload::layout::Backing;
+use progload::mm::Backing;
 use progload::resolve;
 use progload::{Error, FileSystem, Plan, Profile, SimAddressSpace};
 

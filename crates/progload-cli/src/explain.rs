@@ -14,14 +14,6 @@ fn s(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn prot(p: u8) -> String {
-    let mut out = String::new();
-    out.push(if p & 4 != 0 { 'r' } else { '-' });
-    out.push(if p & 2 != 0 { 'w' } else { '-' });
-    out.push(if p & 1 != 0 { 'x' } else { '-' });
-    out
-}
-
 fn argv_list(argv: &[Vec<u8>]) -> String {
     let items: Vec<String> = argv.iter().map(|a| format!("{:?}", s(a))).collect();
     format!("[{}]", items.join(", "))
@@ -107,7 +99,7 @@ pub fn describe(steps: &[Step]) -> String {
                 out,
                 "{n:>2}. map PT_LOAD #{index} of {} ({}, p_vaddr {vaddr:#x}, {filesz:#x} bytes from the file, {memsz:#x} in memory) at {addr:#x}",
                 s(path),
-                prot(*p)
+                p
             ),
         };
     }

@@ -10,7 +10,8 @@ use serde::{Deserialize, Serialize};
 struct VdsoPartFile {
     name: String,
     pages: u64,
-    prot: u8,
+    /// As /proc/PID/maps shows it: `r--`.
+    prot: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -109,7 +110,7 @@ impl From<&Profile> for ProfileFile {
                     .map(|d| VdsoPartFile {
                         name: d.name.clone(),
                         pages: d.pages,
-                        prot: d.prot,
+                        prot: d.prot.to_string(),
                     })
                     .collect(),
                 image_hex: Some(hex(&v.image)),
@@ -157,12 +158,15 @@ impl TryFrom<ProfileFile> for Profile {
                 let data = v
                     .data
                     .into_iter()
-                    .map(|d| VdsoPart {
-                        name: d.name,
-                        pages: d.pages,
-                        prot: d.prot,
+                    .map(|d| {
+                        let prot = d.prot.parse().map_err(|e| format!("vdso {}: {e}", d.name))?;
+                        Ok(VdsoPart {
+                            name: d.name,
+                            pages: d.pages,
+                            prot,
+                        })
                     })
-                    .collect();
+                    .collect::<Result<_, String>>()?;
                 let vdso = Vdso::new(data, Arc::from(image), arch, f.page_size)
                     .map_err(|e| format!("vdso: {e}"))?;
                 Some(vdso)

@@ -106,7 +106,7 @@ pub fn host_profile() -> std::io::Result<Profile> {
             "[vvar]" | "[vvar_vclock]" => data.push(VdsoPart {
                 name: name.to_string(),
                 pages: (b - a) / p.page_size,
-                prot: 4,
+                prot: progload::Prot::READ,
             }),
             "[vdso]" => vdso = Some((a, b)),
             "[vsyscall]" => p.vsyscall = true,

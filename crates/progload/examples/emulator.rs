@@ -18,7 +18,7 @@ use std::sync::Arc;
 
 use progload::fs::{FileKind, FileSystem, Metadata};
 use progload::profile::ADDR_NO_RANDOMIZE;
-use progload::{apply, plan, AddressSpace, Errno, LoadRequest, Profile, SeededRng};
+use progload::{apply, plan, AddressSpace, Errno, LoadRequest, Profile, Prot, SeededRng};
 
 /// Files by absolute path; every prefix of a path is a directory.
 struct GuestFs {
@@ -84,7 +84,7 @@ impl FileSystem for GuestFs {
 /// Guest memory: 4 KiB pages with their r/w/x bits.
 struct GuestMemory<'a> {
     fs: &'a GuestFs,
-    pages: BTreeMap<u64, (Box<[u8; 4096]>, u8)>,
+    pages: BTreeMap<u64, (Box<[u8; 4096]>, Prot)>,
 }
 
 impl GuestMemory<'_> {
@@ -120,7 +120,7 @@ impl AddressSpace for GuestMemory<'_> {
         &mut self,
         addr: u64,
         len: u64,
-        prot: u8,
+        prot: Prot,
         file: &Vec<u8>,
         offset: u64,
     ) -> Result<(), Errno> {
@@ -133,7 +133,7 @@ impl AddressSpace for GuestMemory<'_> {
         Ok(())
     }
 
-    fn map_anon(&mut self, addr: u64, len: u64, prot: u8, _name: &str) -> Result<(), Errno> {
+    fn map_anon(&mut self, addr: u64, len: u64, prot: Prot, _name: &str) -> Result<(), Errno> {
         for i in (0..len).step_by(4096) {
             self.pages.insert(addr + i, (Box::new([0u8; 4096]), prot));
         }

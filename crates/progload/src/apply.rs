@@ -6,8 +6,9 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write as _;
 
-use crate::layout::{Backing, Vma, Vmas};
+use crate::mm::{Backing, Vma, Vmas};
 use crate::plan::Plan;
+use crate::prot::Prot;
 
 /// A target address space. Every address and length is page aligned; the plan has already
 /// chosen every address, so a backend never places anything itself.
@@ -30,7 +31,7 @@ pub trait AddressSpace {
         &mut self,
         addr: u64,
         len: u64,
-        prot: u8,
+        prot: Prot,
         file: &Self::File,
         offset: u64,
     ) -> Result<(), Self::Error>;
@@ -39,7 +40,7 @@ pub trait AddressSpace {
     ///
     /// # Errors
     /// The backend's.
-    fn map_anon(&mut self, addr: u64, len: u64, prot: u8, name: &str) -> Result<(), Self::Error>;
+    fn map_anon(&mut self, addr: u64, len: u64, prot: Prot, name: &str) -> Result<(), Self::Error>;
     /// Writes `data` at `addr` whatever the protection (the loader's own writes).
     ///
     /// # Errors
@@ -330,7 +331,7 @@ impl<N: Clone + PartialEq> AddressSpace for SimAddressSpace<N> {
         &mut self,
         addr: u64,
         len: u64,
-        prot: u8,
+        prot: Prot,
         file: &N,
         offset: u64,
     ) -> Result<(), SimError> {
@@ -351,7 +352,7 @@ impl<N: Clone + PartialEq> AddressSpace for SimAddressSpace<N> {
         Ok(())
     }
 
-    fn map_anon(&mut self, addr: u64, len: u64, prot: u8, name: &str) -> Result<(), SimError> {
+    fn map_anon(&mut self, addr: u64, len: u64, prot: Prot, name: &str) -> Result<(), SimError> {
         let end = range_end(addr, len)?;
         let backing = match name {
             "" => Backing::Anon,

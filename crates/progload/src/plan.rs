@@ -17,7 +17,8 @@ use crate::binfmt::{script, BUF_SIZE};
 use crate::errno::Errno;
 use crate::error::{Bytes, Error, InterpProblem, PathProblem, Result};
 use crate::fs::{read_full, FileSystem, Metadata};
-use crate::layout::{Backing, Search, Vma, Vmas, PROT_EXEC, PROT_READ, PROT_WRITE};
+use crate::mm::{Backing, Search, Vma, Vmas};
+use crate::prot::Prot;
 use crate::profile::{
     Credentials, Profile, ADDR_COMPAT_LAYOUT, ADDR_NO_RANDOMIZE, MMAP_PAGE_ZERO,
     PER_CLEAR_ON_SETID, READ_IMPLIES_EXEC,
@@ -976,7 +977,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         file: usize,
         addr: u64,
         len: u64,
-        prot: u8,
+        prot: Prot,
         off: u64,
         fixed: bool,
         noreplace: bool,
@@ -1073,7 +1074,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         if start < self.profile.mmap_min_addr && !self.rawio {
             return Err(Errno::EPERM);
         }
-        let prot = PROT_READ | PROT_WRITE | if exec { PROT_EXEC } else { 0 };
+        let prot = Prot::rw_maybe_x(exec);
         self.map_fixed(Vma {
             start,
             end,
@@ -1091,7 +1092,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         file: usize,
         addr: u64,
         p: &Phdr,
-        prot: u8,
+        prot: Prot,
         fixed: bool,
         noreplace: bool,
         total_size: u64,
@@ -1124,7 +1125,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         file: usize,
         addr: u64,
         p: &Phdr,
-        prot: u8,
+        prot: Prot,
         fixed: bool,
         noreplace: bool,
         total_size: u64,
@@ -1142,7 +1143,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
                 // a page wholly past the end of the file faults (SIGBUS), and that fault is
                 // fatal (-EFAULT) for a writable segment and ignored otherwise.
                 let in_page = elf::page_offset(zero_start, page);
-                if in_page != 0 && prot & PROT_WRITE != 0 {
+                if in_page != 0 && prot.contains(Prot::WRITE) {
                     let map_off = p.p_offset.wrapping_sub(elf::page_offset(p.p_vaddr, page));
                     let page_off = map_off
                         .wrapping_add(elf::page_start(zero_start, page).wrapping_sub(map_addr));
@@ -1163,7 +1164,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         if p.p_memsz > p.p_filesz {
             let zs = elf::page_align(zero_start, page);
             let ze = elf::page_align(zero_end, page);
-            self.brk_map(zs, ze.wrapping_sub(zs), prot & PROT_EXEC != 0)?;
+            self.brk_map(zs, ze.wrapping_sub(zs), prot.contains(Prot::EXEC))?;
         }
         Ok(map_addr)
     }
@@ -1258,7 +1259,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
         let exec_stack = img
             .exec_stack
             .unwrap_or(inp.personality & READ_IMPLIES_EXEC != 0);
-        let stack_prot = PROT_READ | PROT_WRITE | if exec_stack { PROT_EXEC } else { 0 };
+        let stack_prot = Prot::rw_maybe_x(exec_stack);
         self.map_fixed(Vma {
             start: vm_start,
             end: vm_end,
@@ -1436,7 +1437,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             self.map_fixed(Vma {
                 start: at,
                 end,
-                prot: PROT_READ | PROT_EXEC,
+                prot: Prot::READ | Prot::EXEC,
                 backing: Backing::Special(String::from("[vdso]")),
             });
             vdso_base = Some(at);
@@ -1463,7 +1464,7 @@ impl<F: FileSystem + ?Sized> Builder<'_, F> {
             self.map_fixed(Vma {
                 start: 0,
                 end: page,
-                prot: PROT_READ | PROT_EXEC,
+                prot: Prot::READ | Prot::EXEC,
                 backing: Backing::Anon,
             });
         }

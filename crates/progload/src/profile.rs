@@ -58,7 +58,7 @@ pub struct VdsoPart {
     /// Its length in pages.
     pub pages: u64,
     /// Its permissions as r/w/x bits (4/2/1).
-    pub prot: u8,
+    pub prot: crate::prot::Prot,
 }
 
 /// The vDSO the kernel maps: its data pages and its text image.
@@ -176,12 +176,12 @@ impl Profile {
                     VdsoPart {
                         name: String::from("[vvar]"),
                         pages: 4,
-                        prot: 4,
+                        prot: crate::prot::Prot::READ,
                     },
                     VdsoPart {
                         name: String::from("[vvar_vclock]"),
                         pages: 2,
-                        prot: 4,
+                        prot: crate::prot::Prot::READ,
                     },
                 ],
                 image: Arc::from(crate::vdso::placeholder(Arch::X86_64, 2, page)),
@@ -223,7 +223,7 @@ impl Profile {
                 data: vec![VdsoPart {
                     name: String::from("[vvar]"),
                     pages: 4,
-                    prot: 4,
+                    prot: crate::prot::Prot::READ,
                 }],
                 image: Arc::from(crate::vdso::placeholder(Arch::Aarch64, 1, page)),
             }),

@@ -77,7 +77,7 @@ pub enum Step {
         memsz: u64,
         /// Where the segment's first byte landed.
         addr: u64,
-        /// r/w/x bits.
-        prot: u8,
+        /// Its protection.
+        prot: crate::prot::Prot,
     },
 }

@@ -25,7 +25,7 @@ fn linux_6_1_arm64() -> Profile {
             vec![VdsoPart {
                 name: "[vvar]".into(),
                 pages: 2,
-                prot: 4,
+                prot: progload::Prot::READ,
             }],
             Arc::from(progload::vdso::placeholder(
                 progload::arch::Arch::Aarch64,

@@ -1,7 +1,7 @@
 //! Failure atomicity: a failed plan or a failed apply leaves a `SimAddressSpace` exactly as
 //! it was.
 
-use progload::layout::{Backing, Vma};
+use progload::mm::{Backing, Vma};
 use progload::profile::ADDR_NO_RANDOMIZE;
 use progload::{plan, LoadRequest, MemFs, Profile, SeededRng, SimAddressSpace};
 use progload_testkit::elfbuild::ElfBuilder;
@@ -30,7 +30,7 @@ fn a_failing_apply_changes_nothing() {
     p.vmas.push(Vma {
         start: 0x7000_0000_0000,
         end: 0x7000_0000_1000,
-        prot: 4,
+        prot: progload::Prot::READ,
         backing: Backing::Anon,
     });
     assert!(sim.load(&p).is_err());

@@ -2,7 +2,6 @@
 //! or values (the target, the finding and the fix are named on each test).
 
 use progload::binfmt::misc::{Matcher, Rule};
-use progload::layout::PROT_WRITE;
 use progload::profile::ADDR_NO_RANDOMIZE;
 use progload::stack::{ArgStrings, Tables};
 use progload::{plan, Error, LoadRequest, MemFs, Profile, SeededRng, SimAddressSpace};
@@ -115,7 +114,7 @@ fn padzero_of_a_page_the_interpreter_unmapped_is_forgotten() {
             .iter()
             .find(|v| v.start <= addr && addr + len <= v.end);
         assert!(
-            v.is_some_and(|v| v.prot & PROT_WRITE != 0),
+            v.is_some_and(|v| v.prot.contains(progload::Prot::WRITE)),
             "zeroing {addr:#x}+{len:#x} outside a writable mapping: {:?}",
             p.vmas
         );

@@ -6,7 +6,8 @@
 use std::convert::Infallible;
 use std::os::fd::{AsRawFd, OwnedFd};
 
-use progload::layout::{Backing, PROT_EXEC};
+use progload::mm::Backing;
+use progload::Prot;
 use progload::Plan;
 
 use super::script::{
@@ -267,7 +268,7 @@ fn gadget(
         let Backing::File { file, offset } = &v.backing else {
             continue;
         };
-        if v.prot & PROT_EXEC == 0 {
+        if !v.prot.contains(Prot::EXEC) {
             continue;
         }
         let Some(fd) = files.get(*file) else { continue };

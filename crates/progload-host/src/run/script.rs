@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 
 use progload::arch::Arch;
-use progload::layout::{Backing, PROT_EXEC, PROT_READ, PROT_WRITE};
+use progload::mm::Backing;
 use progload::Plan;
 use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use rustix::pipe::PipeFlags;
@@ -336,20 +336,6 @@ pub(super) fn traced() -> bool {
     })
 }
 
-fn prot_bits(p: u8) -> u64 {
-    let mut r = 0;
-    if p & PROT_READ != 0 {
-        r |= 1;
-    }
-    if p & PROT_WRITE != 0 {
-        r |= 2;
-    }
-    if p & PROT_EXEC != 0 {
-        r |= 4;
-    }
-    r
-}
-
 fn open_node(node: &HostHandle) -> Result<OwnedFd, RunError> {
     let path = format!(
         "/proc/self/fd/{}",
@@ -624,7 +610,7 @@ pub(super) fn prepare(plan: &Plan<HostHandle>, mode: Mode) -> Result<Prepared, R
     // The new image.
     for v in &plan.vmas {
         let len = v.end - v.start;
-        let prot = prot_bits(v.prot);
+        let prot = u64::from(v.prot.bits());
         let (flags, fd, off) = match &v.backing {
             Backing::File { file, offset } => {
                 let fd = files.get(*file).map_or(-1, |f| f.as_raw_fd());

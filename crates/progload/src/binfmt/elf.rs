@@ -8,6 +8,7 @@ use object::LittleEndian as LE;
 
 use crate::errno::Errno;
 use crate::fs::{read_full, FileSystem};
+use crate::prot::Prot;
 
 /// `PT_LOAD`.
 pub const PT_LOAD: u32 = object::elf::PT_LOAD;
@@ -258,16 +259,16 @@ pub fn maximum_alignment(phdrs: &[Phdr], page: u64) -> u64 {
 }
 
 /// `make_prot()`: r/w/x bits from `p_flags`.
-pub fn prot_of(p_flags: u32) -> u8 {
-    let mut prot = 0;
+pub fn prot_of(p_flags: u32) -> Prot {
+    let mut prot = Prot::empty();
     if p_flags & PF_R != 0 {
-        prot |= crate::layout::PROT_READ;
+        prot |= Prot::READ;
     }
     if p_flags & PF_W != 0 {
-        prot |= crate::layout::PROT_WRITE;
+        prot |= Prot::WRITE;
     }
     if p_flags & PF_X != 0 {
-        prot |= crate::layout::PROT_EXEC;
+        prot |= Prot::EXEC;
     }
     prot
 }

@@ -1,15 +1,11 @@
-//! A model of the new mm's VMAs: fixed and top-down/bottom-up placement, splitting, merging,
-//! and rendering as /proc/PID/maps prints it.
+//! The VMA model of the new mm: fixed and top-down/bottom-up placement (`vm_unmapped_area()`,
+//! `thp_get_unmapped_area()`), splitting (`do_vmi_munmap()`), merging (`vma_merge()`), and the
+//! permission column /proc/PID/maps prints.
 
 use alloc::string::String;
 use alloc::vec::Vec;
 
-/// Read permission bit of [`Vma::prot`].
-pub const PROT_READ: u8 = 4;
-/// Write permission bit of [`Vma::prot`].
-pub const PROT_WRITE: u8 = 2;
-/// Execute permission bit of [`Vma::prot`].
-pub const PROT_EXEC: u8 = 1;
+use crate::prot::Prot;
 
 /// `PMD_SIZE`, the transparent huge page size the THP file alignment uses.
 pub const HUGE_SIZE: u64 = 2 << 20;
@@ -39,8 +35,8 @@ pub struct Vma {
     pub start: u64,
     /// One past the last address.
     pub end: u64,
-    /// r/w/x as [`PROT_READ`] | [`PROT_WRITE`] | [`PROT_EXEC`].
-    pub prot: u8,
+    /// Its protection.
+    pub prot: Prot,
     /// The backing.
     pub backing: Backing,
 }
@@ -48,16 +44,7 @@ pub struct Vma {
 impl Vma {
     /// The permission column of /proc/PID/maps, e.g. `r-xp`.
     pub fn perms(&self) -> String {
-        let mut s = String::with_capacity(4);
-        s.push(if self.prot & PROT_READ != 0 { 'r' } else { '-' });
-        s.push(if self.prot & PROT_WRITE != 0 {
-            'w'
-        } else {
-            '-'
-        });
-        s.push(if self.prot & PROT_EXEC != 0 { 'x' } else { '-' });
-        s.push('p');
-        s
+        alloc::format!("{}p", self.prot)
     }
 
     fn mergeable_after(&self, next: &Vma) -> bool {
