@@ -159,7 +159,10 @@ impl TryFrom<ProfileFile> for Profile {
                     .data
                     .into_iter()
                     .map(|d| {
-                        let prot = d.prot.parse().map_err(|e| format!("vdso {}: {e}", d.name))?;
+                        let prot = d
+                            .prot
+                            .parse()
+                            .map_err(|e| format!("vdso {}: {e}", d.name))?;
                         Ok(VdsoPart {
                             name: d.name,
                             pages: d.pages,

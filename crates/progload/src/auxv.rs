@@ -1,4 +1,11 @@
-//! Auxiliary vector entry types and names (`include/uapi/linux/auxvec.h`).
+//! The auxiliary vector: entry types and names (`include/uapi/linux/auxvec.h`) and the vector
+//! `create_elf_tables()` (`fs/binfmt_elf.c`) writes, in its order.
+
+use alloc::vec::Vec;
+
+use crate::arch::Arch;
+use crate::creds::NewCredentials;
+use crate::profile::Profile;
 
 /// End of vector.
 pub const AT_NULL: u64 = 0;
@@ -93,4 +100,87 @@ pub fn name(t: u64) -> Option<&'static str> {
         AT_MINSIGSTKSZ => "MINSIGSTKSZ",
         _ => return None,
     })
+}
+
+/// What `create_elf_tables()` puts into the vector besides the profile's constants.
+#[derive(Clone, Copy, Debug)]
+pub struct AuxvInputs<'a> {
+    /// `AT_SYSINFO_EHDR`: the vDSO text, if mapped.
+    pub vdso_base: Option<u64>,
+    /// `AT_PHDR`: the program headers in memory.
+    pub phdr_addr: u64,
+    /// `AT_PHENT`: the size of one program header.
+    pub phent: u64,
+    /// `AT_PHNUM`.
+    pub phnum: u16,
+    /// `AT_BASE`: the interpreter's load address (0 without one).
+    pub interp_base: u64,
+    /// `AT_FLAGS` has `AT_FLAGS_PRESERVE_ARGV0` (binfmt_misc `P`).
+    pub preserve_argv0: bool,
+    /// `AT_ENTRY`: the program's entry (not the interpreter's).
+    pub entry: u64,
+    /// The new credentials (`AT_UID`...`AT_SECURE`).
+    pub creds: &'a NewCredentials,
+    /// `AT_RANDOM`: the 16 random bytes.
+    pub random_addr: u64,
+    /// `AT_EXECFN`: the filename string at the stack top.
+    pub execfn_addr: u64,
+    /// `AT_PLATFORM`: the platform string (used only when the profile has one).
+    pub platform_addr: u64,
+    /// `AT_EXECFD` (binfmt_misc `O`/`C`).
+    pub execfd: Option<u64>,
+    /// Extra pairs appended before `AT_NULL`.
+    pub extra: &'a [(u64, u64)],
+}
+
+/// The vector `create_elf_tables()` builds (`ARCH_DLINFO` first), ending with `AT_NULL`.
+pub fn build(profile: &Profile, inp: &AuxvInputs<'_>) -> Vec<(u64, u64)> {
+    let mut auxv: Vec<(u64, u64)> = Vec::with_capacity(24usize.saturating_add(inp.extra.len()));
+    if let Some(b) = inp.vdso_base {
+        auxv.push((AT_SYSINFO_EHDR, b));
+    }
+    // arm64's ARCH_DLINFO writes AT_IGNORE when the signal frame size is unknown.
+    if profile.arch == Arch::Aarch64 && profile.minsigstksz == 0 {
+        auxv.push((AT_IGNORE, 0));
+    } else {
+        auxv.push((AT_MINSIGSTKSZ, profile.minsigstksz));
+    }
+    auxv.push((AT_HWCAP, profile.hwcap));
+    auxv.push((AT_PAGESZ, profile.page_size));
+    auxv.push((AT_CLKTCK, profile.clock_ticks));
+    auxv.push((AT_PHDR, inp.phdr_addr));
+    auxv.push((AT_PHENT, inp.phent));
+    auxv.push((AT_PHNUM, u64::from(inp.phnum)));
+    auxv.push((AT_BASE, inp.interp_base));
+    let flags = if inp.preserve_argv0 {
+        AT_FLAGS_PRESERVE_ARGV0
+    } else {
+        0
+    };
+    auxv.push((AT_FLAGS, flags));
+    auxv.push((AT_ENTRY, inp.entry));
+    auxv.push((AT_UID, u64::from(inp.creds.uid)));
+    auxv.push((AT_EUID, u64::from(inp.creds.euid)));
+    auxv.push((AT_GID, u64::from(inp.creds.gid)));
+    auxv.push((AT_EGID, u64::from(inp.creds.egid)));
+    auxv.push((AT_SECURE, u64::from(inp.creds.secureexec)));
+    auxv.push((AT_RANDOM, inp.random_addr));
+    auxv.push((AT_HWCAP2, profile.hwcap2));
+    if let Some(h3) = profile.hwcap3 {
+        auxv.push((AT_HWCAP3, h3));
+    }
+    auxv.push((AT_EXECFN, inp.execfn_addr));
+    if !profile.platform.is_empty() {
+        auxv.push((AT_PLATFORM, inp.platform_addr));
+    }
+    if let Some(fd) = inp.execfd {
+        auxv.push((AT_EXECFD, fd));
+    }
+    if let Some((size, align)) = profile.rseq {
+        auxv.push((AT_RSEQ_FEATURE_SIZE, size));
+        auxv.push((AT_RSEQ_ALIGN, align));
+    }
+    auxv.extend_from_slice(inp.extra);
+    auxv.push((AT_NULL, 0));
+    auxv
 }

@@ -1,7 +1,6 @@
 //! The one error type of the core: a variant per check site, each knowing its errno and whether
 //! the kernel would meet it after the point of no return (`fatal`).
 
-use alloc::boxed::Box;
 use alloc::vec::Vec;
 use core::fmt::{self, Write as _};
 
@@ -136,6 +135,18 @@ pub enum ScriptProblem {
     NoInterpreter,
 }
 
+impl fmt::Display for ScriptProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ScriptProblem::Blank => "only blanks follow #! in the first 256 bytes",
+            ScriptProblem::Truncated => {
+                "the interpreter name may be cut off at 256 bytes (no newline, no blank after it)"
+            }
+            ScriptProblem::NoInterpreter => "nothing follows #! on the line",
+        })
+    }
+}
+
 /// What is wrong with an ELF interpreter (`ELIBBAD` cases of `load_elf_binary`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum InterpProblem {
@@ -147,7 +158,19 @@ pub enum InterpProblem {
     BadProgramHeaders,
 }
 
-/// The error of planning or applying an exec.
+impl fmt::Display for InterpProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InterpProblem::BadMagic => f.write_str("it does not start with \\x7fELF"),
+            InterpProblem::WrongMachine(m) => {
+                write!(f, "its ELF machine {m} is not this architecture's")
+            }
+            InterpProblem::BadProgramHeaders => f.write_str("its program header table is unusable"),
+        }
+    }
+}
+
+/// The error of planning an exec.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum Error {
     /// A path could not be opened for execution.
@@ -176,7 +199,7 @@ pub enum Error {
     #[error("the script is only reachable through a close-on-exec file descriptor")]
     PathInaccessible,
     /// The `#!` line is malformed.
-    #[error("bad #! line: {0:?}")]
+    #[error("bad #! line: {0}")]
     Script(ScriptProblem),
     /// `e_type` is not ET_EXEC or ET_DYN.
     #[error("ELF type {0} is neither ET_EXEC (2) nor ET_DYN (3)")]
@@ -234,7 +257,7 @@ pub enum Error {
     #[error("interpreter {0} is shorter than an ELF header")]
     InterpHeaderShort(Bytes),
     /// The interpreter is not a usable ELF file.
-    #[error("interpreter {path} is not usable: {problem:?}")]
+    #[error("interpreter {path} is not usable: {problem}")]
     InterpBad {
         /// The interpreter path.
         path: Bytes,
@@ -297,6 +320,12 @@ pub enum Error {
         /// The length.
         len: u64,
     },
+    /// A segment's file range overflows the file offset type (EOVERFLOW, fatal).
+    #[error("PT_LOAD #{index}: the file range overflows the largest file offset")]
+    OffsetOverflow {
+        /// Index in the program header table.
+        index: usize,
+    },
     /// Zeroing the tail of a writable segment's last file page faults: the page lies past the
     /// end of the file (EFAULT, fatal).
     #[error("the bss of the segment at {addr:#x} starts in a page past the end of the file")]
@@ -319,17 +348,6 @@ pub enum Error {
     /// A binfmt_misc rule is malformed (registration error, EINVAL).
     #[error("binfmt_misc rule: {0}")]
     MiscRule(&'static str),
-    /// The backend failed while applying a plan.
-    #[error("the address space refused an operation: {0}")]
-    Backend(Errno),
-    /// Something failed inside a nested step (e.g. the `#!` interpreter's own load).
-    #[error("{context}: {source}")]
-    Nested {
-        /// Where.
-        context: Bytes,
-        /// The inner error.
-        source: Box<Error>,
-    },
 }
 
 impl Error {
@@ -338,9 +356,7 @@ impl Error {
     pub fn errno(&self) -> Errno {
         match self {
             Error::Path { problem, .. } | Error::InterpOpen { problem, .. } => problem.errno(),
-            Error::Read { errno, .. } | Error::Property { errno, .. } | Error::Backend(errno) => {
-                *errno
-            }
+            Error::Read { errno, .. } | Error::Property { errno, .. } => *errno,
             Error::UnknownFormat
             | Error::Script(_)
             | Error::ElfType(_)
@@ -368,7 +384,7 @@ impl Error {
             Error::MapCollision { .. } => Errno::EEXIST,
             Error::BelowMinAddr { .. } => Errno::EPERM,
             Error::NoSpace { .. } | Error::Stack => Errno::ENOMEM,
-            Error::Nested { source, .. } => source.errno(),
+            Error::OffsetOverflow { .. } => Errno::EOVERFLOW,
         }
     }
 
@@ -385,9 +401,32 @@ impl Error {
             | Error::NoSpace { .. }
             | Error::BadEntry(_)
             | Error::PadZeroFault { .. }
+            | Error::OffsetOverflow { .. }
             | Error::Stack => true,
-            Error::Nested { source, .. } => source.is_fatal(),
-            _ => false,
+            Error::Path { .. }
+            | Error::Read { .. }
+            | Error::UnknownFormat
+            | Error::TooManyRewrites
+            | Error::PathInaccessible
+            | Error::Script(_)
+            | Error::ElfType(_)
+            | Error::CompatElf { .. }
+            | Error::ElfMachine { .. }
+            | Error::PhentSize(_)
+            | Error::PhNum(_)
+            | Error::PhdrsShort { .. }
+            | Error::InterpSize(_)
+            | Error::InterpShort { .. }
+            | Error::InterpNotTerminated
+            | Error::InterpOpen { .. }
+            | Error::InterpHeaderShort(_)
+            | Error::InterpBad { .. }
+            | Error::Property { .. }
+            | Error::ArgTooLong { .. }
+            | Error::ArgsTooBig { .. }
+            | Error::SecondExecFd
+            | Error::BadProfile(_)
+            | Error::MiscRule(_) => false,
         }
     }
 }

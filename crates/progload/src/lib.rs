@@ -136,6 +136,7 @@ pub mod apply;
 pub mod arch;
 pub mod auxv;
 pub mod binfmt;
+pub mod creds;
 #[doc(hidden)]
 pub mod doc_support;
 pub mod errno;

@@ -74,14 +74,14 @@ impl Vdso {
     /// A vDSO from its data pages and a validated image.
     ///
     /// # Errors
-    /// When the image fails [`crate::vdso::validate`].
+    /// When the image fails [`crate::vdso::image::validate`].
     pub fn new(
         data: Vec<VdsoPart>,
         image: Arc<[u8]>,
         arch: Arch,
         page: u64,
-    ) -> Result<Self, crate::vdso::VdsoError> {
-        crate::vdso::validate(&image, arch, page)?;
+    ) -> Result<Self, crate::vdso::image::VdsoError> {
+        crate::vdso::image::validate(&image, arch, page)?;
         Ok(Vdso { data, image })
     }
 
@@ -184,7 +184,7 @@ impl Profile {
                         prot: crate::prot::Prot::READ,
                     },
                 ],
-                image: Arc::from(crate::vdso::placeholder(Arch::X86_64, 2, page)),
+                image: Arc::from(crate::vdso::image::placeholder(Arch::X86_64, 2, page)),
             }),
             vsyscall: true,
             stack_rlimit: Some(8 << 20),
@@ -225,7 +225,7 @@ impl Profile {
                     pages: 4,
                     prot: crate::prot::Prot::READ,
                 }],
-                image: Arc::from(crate::vdso::placeholder(Arch::Aarch64, 1, page)),
+                image: Arc::from(crate::vdso::image::placeholder(Arch::Aarch64, 1, page)),
             }),
             vsyscall: false,
             stack_rlimit: Some(8 << 20),

@@ -60,7 +60,11 @@ impl core::str::FromStr for Prot {
             return Err(ParseProtError);
         };
         let mut prot = Prot::empty();
-        for (c, on, flag) in [(*r, b'r', Prot::READ), (*w, b'w', Prot::WRITE), (*x, b'x', Prot::EXEC)] {
+        for (c, on, flag) in [
+            (*r, b'r', Prot::READ),
+            (*w, b'w', Prot::WRITE),
+            (*x, b'x', Prot::EXEC),
+        ] {
             match c {
                 b'-' => {}
                 c if c == on => prot |= flag,

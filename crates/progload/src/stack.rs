@@ -1,10 +1,13 @@
-//! The initial stack: the string area `copy_strings()` builds (`fs/exec.c`) and the tables
-//! `create_elf_tables()` writes below it (`fs/binfmt_elf.c`).
+//! The initial stack: the string area `copy_strings()` builds (`fs/exec.c`), the `[stack]` VMA
+//! `setup_arg_pages()` makes of it (`fs/exec.c`), and the tables `create_elf_tables()` writes
+//! below it (`fs/binfmt_elf.c`).
 
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
 use crate::error::{Error, Result};
+use crate::mm::{page_align, page_start, Backing, Mm, Vma};
+use crate::prot::Prot;
 
 /// `_STK_LIM`.
 pub const STK_LIM: u64 = 8 << 20;
@@ -279,4 +282,115 @@ impl Tables<'_> {
             env_end: p,
         })
     }
+}
+
+/// The `[stack]` VMA as `setup_arg_pages()` leaves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StackVma {
+    /// The stack top (`mm->stack_top` after randomization): the VMA's end.
+    pub top: u64,
+    /// The VMA's start, after the initial 128 KiB expansion.
+    pub start: u64,
+    /// The address of the first string byte (`bprm->p` after the shift).
+    pub arg_start: u64,
+}
+
+/// `arch_align_stack()`'s random part: the bytes it subtracts (0 without randomization).
+pub fn align_stack_rnd<N: Clone>(mm: &mut Mm<'_, N>) -> u64 {
+    if !mm.randomize {
+        return 0;
+    }
+    let range = if mm.profile.arch.spec().align_stack_rnd_8k {
+        8192
+    } else {
+        mm.page
+    };
+    mm.rnd().checked_rem(range).unwrap_or(0)
+}
+
+/// `setup_arg_pages()` with the stack top `randomize_stack_top()` and `arch_align_stack()`
+/// pick: moves the string area from `STACK_TOP_MAX` to the stack top, and maps the `[stack]`
+/// VMA with the 128 KiB initial expansion (less when the stack rlimit is near), executable
+/// when `exec` (PT_GNU_STACK or READ_IMPLIES_EXEC).
+///
+/// # Errors
+/// [`Error::Stack`] when the strings do not fit above `mmap_min_addr` (fatal).
+pub fn setup_arg_pages<N: Clone>(
+    mm: &mut Mm<'_, N>,
+    strings: &ArgStrings,
+    rlimit: Option<u64>,
+    exec: bool,
+) -> Result<StackVma> {
+    let profile = mm.profile;
+    let page = mm.page;
+    let spec = profile.arch.spec();
+    let mut stack_top = page_align(profile.stack_top, page);
+    if mm.randomize {
+        let r = (mm.rnd() & spec.stack_rnd_mask).saturating_mul(page);
+        stack_top = stack_top.saturating_sub(r);
+    }
+    stack_top = stack_top.saturating_sub(align_stack_rnd(mm));
+    stack_top = page_align(stack_top & !0xf, page);
+    let top_max = profile.stack_top_max;
+    // The strings are at most 6 MiB (the E2BIG budget) and stack_top_max >= stack_top >=
+    // 64 GiB (validate()), so the subtractions below stay far from zero.
+    let p_min = top_max.saturating_sub(8).saturating_sub(strings.max_used());
+    let vm_start0 = page_start(p_min, page).min(top_max.saturating_sub(page));
+    let vm_size0 = top_max.saturating_sub(vm_start0);
+    if stack_top < profile.mmap_min_addr
+        || vm_size0 >= stack_top.saturating_sub(profile.mmap_min_addr)
+    {
+        return Err(Error::Stack);
+    }
+    let shift = top_max.saturating_sub(stack_top);
+    let mut vm_start = vm_start0.saturating_sub(shift);
+    let vm_end = stack_top;
+    let arg_start = top_max
+        .saturating_sub(8)
+        .saturating_sub(strings.used())
+        .saturating_sub(shift);
+    let stack_size = vm_end.saturating_sub(vm_start);
+    let rlim_stack = rlimit.unwrap_or(u64::MAX) & !page.wrapping_sub(1);
+    let stack_expand = 131_072u64;
+    let stack_base = if stack_size.saturating_add(stack_expand) > rlim_stack {
+        vm_end.saturating_sub(rlim_stack)
+    } else {
+        vm_start.saturating_sub(stack_expand)
+    };
+    if stack_base < vm_start {
+        vm_start = stack_base;
+    }
+    mm.map_fixed(Vma {
+        start: vm_start,
+        end: vm_end,
+        prot: Prot::rw_maybe_x(exec),
+        backing: Backing::Stack,
+    });
+    Ok(StackVma {
+        top: stack_top,
+        start: vm_start,
+        arg_start,
+    })
+}
+
+/// `find_extend_vma()` from `create_elf_tables()`: grows the `[stack]` VMA down to cover
+/// `sp`, within the stack rlimit.
+///
+/// # Errors
+/// [`Error::Stack`] when the growth exceeds the rlimit (fatal).
+pub fn expand_to<N: Clone>(
+    mm: &mut Mm<'_, N>,
+    vma: &StackVma,
+    sp: u64,
+    rlimit: Option<u64>,
+) -> Result<()> {
+    if sp >= vma.start {
+        return Ok(());
+    }
+    let new_start = page_start(sp, mm.page);
+    if rlimit.is_some_and(|r| vma.top.saturating_sub(new_start) > r) {
+        return Err(Error::Stack);
+    }
+    mm.vmas.set_bounds(vma.start, new_start, vma.top);
+    Ok(())
 }

@@ -81,3 +81,21 @@ pub enum Step {
         prot: crate::prot::Prot,
     },
 }
+
+/// Where steps go when the caller asked for them (`plan_traced`); nothing is built otherwise,
+/// so `plan()` allocates only what the plan holds.
+pub(crate) struct Tracer<'a>(pub(crate) Option<&'a mut Vec<Step>>);
+
+impl Tracer<'_> {
+    /// Whether steps are recorded.
+    pub(crate) fn on(&self) -> bool {
+        self.0.is_some()
+    }
+
+    /// Records the step `step` builds, if steps are recorded.
+    pub(crate) fn note(&mut self, step: impl FnOnce() -> Step) {
+        if let Some(t) = self.0.as_mut() {
+            t.push(step());
+        }
+    }
+}

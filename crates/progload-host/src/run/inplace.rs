@@ -7,8 +7,8 @@ use std::convert::Infallible;
 use std::os::fd::{AsRawFd, OwnedFd};
 
 use progload::mm::Backing;
-use progload::Prot;
 use progload::Plan;
+use progload::Prot;
 
 use super::script::{
     self, nr, put, put_u64s, sys, Expect, Mapping, Mode, Script, Step, Temp, OFF_FINAL,

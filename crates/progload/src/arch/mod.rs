@@ -3,6 +3,8 @@
 pub mod aarch64;
 pub mod x86_64;
 
+use alloc::vec::Vec;
+
 /// A CPU architecture progload can plan for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Arch {
@@ -61,6 +63,58 @@ impl Arch {
             "x86_64" => Some(Arch::X86_64),
             "aarch64" | "arm64" => Some(Arch::Aarch64),
             _ => None,
+        }
+    }
+}
+
+/// The initial registers (`ELF_PLAT_INIT` + `START_THREAD`); every register not listed is 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Registers {
+    /// The architecture.
+    pub arch: Arch,
+    /// rip / pc.
+    pub pc: u64,
+    /// rsp / sp.
+    pub sp: u64,
+}
+
+impl Registers {
+    /// Every register with its value, in the kernel's `user_regs_struct` naming.
+    pub fn named(&self) -> Vec<(&'static str, u64)> {
+        match self.arch {
+            Arch::X86_64 => {
+                let mut v: Vec<(&'static str, u64)> = [
+                    "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax",
+                    "rcx", "rdx", "rsi", "rdi",
+                ]
+                .iter()
+                .map(|&n| (n, 0))
+                .collect();
+                v.extend_from_slice(&[
+                    ("rip", self.pc),
+                    ("cs", x86_64::USER_CS),
+                    ("rflags", x86_64::INITIAL_RFLAGS),
+                    ("rsp", self.sp),
+                    ("ss", x86_64::USER_DS),
+                    ("fs_base", 0),
+                    ("gs_base", 0),
+                    ("ds", 0),
+                    ("es", 0),
+                    ("fs", 0),
+                    ("gs", 0),
+                ]);
+                v
+            }
+            Arch::Aarch64 => {
+                const X: [&str; 31] = [
+                    "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11",
+                    "x12", "x13", "x14", "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22",
+                    "x23", "x24", "x25", "x26", "x27", "x28", "x29", "x30",
+                ];
+                let mut v: Vec<(&'static str, u64)> = X.iter().map(|&n| (n, 0)).collect();
+                v.extend_from_slice(&[("sp", self.sp), ("pc", self.pc), ("pstate", 0)]);
+                v
+            }
         }
     }
 }

@@ -6,6 +6,8 @@ use alloc::vec::Vec;
 
 use crate::error::Error;
 
+use super::handler::{OpenAs, Rewrite, RewriteSource, BUF_SIZE};
+
 /// How a rule recognises a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Matcher {
@@ -214,10 +216,8 @@ impl Rule {
                     }
                     m
                 };
-                if magic.len() > super::BUF_SIZE
-                    || offset
-                        .checked_add(magic.len())
-                        .is_none_or(|e| e > super::BUF_SIZE)
+                if magic.len() > BUF_SIZE
+                    || offset.checked_add(magic.len()).is_none_or(|e| e > BUF_SIZE)
                 {
                     return Err(Error::MiscRule("magic beyond the 256-byte header"));
                 }
@@ -268,7 +268,7 @@ impl Rule {
 
     /// Whether the rule matches a file with header `buf` exec'ed as `interp_path`
     /// (`bprm->interp`).
-    pub fn matches(&self, buf: &[u8; super::BUF_SIZE], interp_path: &[u8]) -> bool {
+    pub fn matches(&self, buf: &[u8; BUF_SIZE], interp_path: &[u8]) -> bool {
         if !self.enabled {
             return false;
         }
@@ -289,12 +289,30 @@ impl Rule {
     }
 }
 
+impl Rule {
+    /// What `load_misc_binary()` does to the exec when this rule matches.
+    pub fn rewrite(&self) -> Rewrite {
+        Rewrite {
+            source: RewriteSource::Misc(self.name.clone()),
+            interpreter: self.interpreter.clone(),
+            argument: None,
+            preserve_argv0: self.preserve_argv0,
+            // `F`: the kernel opened the interpreter when the rule was registered (with the
+            // registrant's credentials, root and cwd) and clones that file now, so the
+            // caller's cwd and permissions play no part.
+            open_as: if self.fix_binary {
+                OpenAs::Registrant
+            } else {
+                OpenAs::Caller
+            },
+            execfd: self.open_binary,
+            credentials_from_program: self.credentials,
+        }
+    }
+}
+
 /// The newest enabled rule matching (rules are listed oldest first; later ones win).
-pub fn find<'a>(
-    rules: &'a [Rule],
-    buf: &[u8; super::BUF_SIZE],
-    interp_path: &[u8],
-) -> Option<&'a Rule> {
+pub fn find<'a>(rules: &'a [Rule], buf: &[u8; BUF_SIZE], interp_path: &[u8]) -> Option<&'a Rule> {
     rules.iter().rev().find(|r| r.matches(buf, interp_path))
 }
 

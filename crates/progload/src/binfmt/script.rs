@@ -4,6 +4,8 @@ use alloc::vec::Vec;
 
 use crate::error::ScriptProblem;
 
+use super::handler::{OpenAs, Rewrite, RewriteSource, BUF_SIZE};
+
 /// A parsed `#!` line.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Shebang {
@@ -11,6 +13,22 @@ pub struct Shebang {
     pub interpreter: Vec<u8>,
     /// The optional single argument (everything after the first blank, trailing blanks trimmed).
     pub argument: Option<Vec<u8>>,
+}
+
+impl Shebang {
+    /// What `load_script()` does to the exec: `argv[0]` becomes the filename, preceded by
+    /// the argument and the interpreter, opened as the caller.
+    pub fn rewrite(self) -> Rewrite {
+        Rewrite {
+            source: RewriteSource::Script,
+            interpreter: self.interpreter,
+            argument: self.argument,
+            preserve_argv0: false,
+            open_as: OpenAs::Caller,
+            execfd: false,
+            credentials_from_program: false,
+        }
+    }
 }
 
 fn spacetab(c: u8) -> bool {
@@ -32,11 +50,11 @@ fn next_terminator(buf: &[u8], first: usize, last: usize) -> Option<usize> {
 ///
 /// # Errors
 /// A [`ScriptProblem`] (the kernel's ENOEXEC cases).
-pub fn parse(buf: &[u8; super::BUF_SIZE]) -> Result<Option<Shebang>, ScriptProblem> {
+pub fn parse(buf: &[u8; BUF_SIZE]) -> Result<Option<Shebang>, ScriptProblem> {
     if !buf.starts_with(b"#!") {
         return Ok(None);
     }
-    let buf_end = super::BUF_SIZE - 1;
+    let buf_end = BUF_SIZE - 1;
     let mut i_end = match buf.iter().position(|&c| c == b'\n') {
         Some(i) => i,
         None => {

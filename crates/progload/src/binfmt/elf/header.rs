@@ -8,6 +8,7 @@ use object::LittleEndian as LE;
 
 use crate::errno::Errno;
 use crate::fs::{read_full, FileSystem};
+use crate::mm::{page_align, page_start};
 use crate::prot::Prot;
 
 /// `PT_LOAD`.
@@ -213,21 +214,6 @@ pub fn read_exact<F: FileSystem + ?Sized>(
         return Err(Errno::EIO);
     }
     Ok(buf)
-}
-
-/// `ELF_PAGESTART`.
-pub fn page_start(v: u64, page: u64) -> u64 {
-    v & !page.wrapping_sub(1)
-}
-
-/// `ELF_PAGEOFFSET`.
-pub fn page_offset(v: u64, page: u64) -> u64 {
-    v & page.wrapping_sub(1)
-}
-
-/// `ELF_PAGEALIGN` (wrapping, as the kernel's unsigned arithmetic does).
-pub fn page_align(v: u64, page: u64) -> u64 {
-    v.wrapping_add(page.wrapping_sub(1)) & !page.wrapping_sub(1)
 }
 
 /// `total_mapping_size()`: from the lowest PT_LOAD page to the highest segment end (0 without

@@ -1,5 +1,5 @@
 //! vDSO images: validation (what gVisor's `PrepareVDSO`/`validateVDSO` rejects) and a minimal
-//! placeholder image for presets. Placement lives in the plan (`ARCH_SETUP_ADDITIONAL_PAGES`).
+//! placeholder image for presets.
 
 use alloc::vec::Vec;
 

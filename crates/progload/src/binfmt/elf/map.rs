@@ -1,0 +1,305 @@
+//! Mapping an ELF's PT_LOADs: `elf_map()`, `elf_load()` and the PT_LOAD loop of
+//! `load_elf_binary()` (`fs/binfmt_elf.c`), which picks the load bias (ET_EXEC at its
+//! addresses, ET_DYN with an interpreter at `ELF_ET_DYN_BASE`, a static-PIE where a probe
+//! mapping lands) and computes the `mm` code and data bounds.
+
+use crate::error::{Bytes, Error, Result};
+use crate::mm::{page_align, page_offset, page_start, MapError, Mm};
+use crate::prot::Prot;
+use crate::resolve::Found;
+use crate::trace::{Step, Tracer};
+
+use super::header::{maximum_alignment, prot_of, total_mapping_size, Header, Phdr, PF_X, PT_LOAD};
+
+/// The error a failed mapping of PT_LOAD `index` at `addr` (`len` bytes) is, after the point
+/// of no return.
+pub(super) fn map_error(e: MapError, addr: u64, len: u64, index: usize) -> Error {
+    match e {
+        MapError::Exists => Error::MapCollision { addr },
+        MapError::BelowMinAddr => Error::BelowMinAddr { addr },
+        MapError::Misaligned => Error::Misaligned { index },
+        MapError::OffsetOverflow => Error::OffsetOverflow { index },
+        MapError::PadZeroFault => Error::PadZeroFault { addr },
+        MapError::NoMemory => Error::NoSpace { len },
+    }
+}
+
+/// How a segment is placed: `MAP_FIXED`, `MAP_FIXED_NOREPLACE`, or a hint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Placement {
+    /// `MAP_FIXED`.
+    Fixed,
+    /// `MAP_FIXED_NOREPLACE`.
+    NoReplace,
+    /// A hint (`get_unmapped_area()` decides).
+    Hint,
+}
+
+impl Placement {
+    fn flags(self) -> (bool, bool) {
+        (self == Placement::Fixed, self == Placement::NoReplace)
+    }
+}
+
+/// `elf_map()`: maps a segment's file part; with `total_size`, reserves the whole image first
+/// and unmaps what follows the segment. Returns the mapping's address.
+fn elf_map<N: Clone>(
+    mm: &mut Mm<'_, N>,
+    file: usize,
+    addr: u64,
+    p: &Phdr,
+    prot: Prot,
+    how: Placement,
+    total_size: u64,
+) -> core::result::Result<u64, MapError> {
+    let page = mm.page;
+    let (fixed, noreplace) = how.flags();
+    let size = p.p_filesz.wrapping_add(page_offset(p.p_vaddr, page));
+    let off = p.p_offset.wrapping_sub(page_offset(p.p_vaddr, page));
+    let addr = page_start(addr, page);
+    let size = page_align(size, page);
+    if size == 0 {
+        return Ok(addr);
+    }
+    if total_size != 0 {
+        let total = page_align(total_size, page);
+        let map_addr = mm.mmap_file(file, addr, total, prot, off, fixed, noreplace)?;
+        mm.unmap(
+            map_addr.saturating_add(size),
+            map_addr.saturating_add(total),
+        );
+        Ok(map_addr)
+    } else {
+        mm.mmap_file(file, addr, size, prot, off, fixed, noreplace)
+    }
+}
+
+/// `elf_load()`: one PT_LOAD with its bss (`padzero()` of the last file page when it is
+/// writable, then `vm_brk_flags()` for the whole pages beyond). Returns the mapping's address.
+pub(super) fn elf_load<N: Clone>(
+    mm: &mut Mm<'_, N>,
+    file: usize,
+    addr: u64,
+    p: &Phdr,
+    how: Placement,
+    total_size: u64,
+) -> core::result::Result<u64, MapError> {
+    let page = mm.page;
+    let prot = prot_of(p.p_flags);
+    let (map_addr, zero_start, zero_end);
+    if p.p_filesz != 0 {
+        map_addr = elf_map(mm, file, addr, p, prot, how, total_size)?;
+        let base = map_addr.wrapping_add(page_offset(p.p_vaddr, page));
+        zero_start = base.wrapping_add(p.p_filesz);
+        zero_end = base.wrapping_add(p.p_memsz);
+        if p.p_memsz > p.p_filesz {
+            // padzero(): clear_user() to the end of the page; it only takes effect (and
+            // only matters) when the page is writable. Mirrors fs/binfmt_elf.c: elf_load():
+            // a page wholly past the end of the file faults (SIGBUS), and that fault is
+            // fatal (-EFAULT) for a writable segment and ignored otherwise.
+            let in_page = page_offset(zero_start, page);
+            if in_page != 0 && prot.contains(Prot::WRITE) {
+                let map_off = p.p_offset.wrapping_sub(page_offset(p.p_vaddr, page));
+                let page_off =
+                    map_off.wrapping_add(page_start(zero_start, page).wrapping_sub(map_addr));
+                if page_off >= page_align(mm.file_size(file), page) {
+                    return Err(MapError::PadZeroFault);
+                }
+                mm.pad_zero(zero_start, page.saturating_sub(in_page));
+            }
+        }
+    } else {
+        map_addr = page_start(addr, page);
+        zero_start = map_addr;
+        zero_end = zero_start
+            .wrapping_add(page_offset(p.p_vaddr, page))
+            .wrapping_add(p.p_memsz);
+    }
+    if p.p_memsz > p.p_filesz {
+        let zs = page_align(zero_start, page);
+        let ze = page_align(zero_end, page);
+        mm.brk_map(zs, ze.wrapping_sub(zs), prot.contains(Prot::EXEC))?;
+    }
+    Ok(map_addr)
+}
+
+/// Mirrors the range check of `load_elf_binary()` and `load_elf_interp()`: a segment at `k`
+/// (its address in the address space being checked) must lie below `TASK_SIZE` with its
+/// whole `p_memsz`, and `p_filesz <= p_memsz`.
+pub(super) fn segment_in_range(k: u64, p: &Phdr, task_size: u64) -> bool {
+    k < task_size
+        && p.p_filesz <= p.p_memsz
+        && task_size
+            .checked_sub(p.p_memsz)
+            .is_some_and(|room| room >= k)
+}
+
+/// What the PT_LOAD loop of `load_elf_binary()` leaves: the load bias and the bounds it
+/// computes, already biased.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Loaded {
+    /// `load_bias`.
+    pub load_bias: u64,
+    /// `e_entry + load_bias`.
+    pub entry: u64,
+    /// `AT_PHDR`.
+    pub phdr_addr: u64,
+    /// `start_code`.
+    pub start_code: u64,
+    /// `end_code`.
+    pub end_code: u64,
+    /// `start_data`.
+    pub start_data: u64,
+    /// `end_data`.
+    pub end_data: u64,
+    /// `elf_brk`: the end of the highest segment.
+    pub elf_brk: u64,
+}
+
+/// The load bias of the first PT_LOAD `p` (index `index`) of an ET_DYN, before the mapping
+/// (`load_elf_binary()`): `ELF_ET_DYN_BASE` (randomized, aligned) with an interpreter; for a
+/// static-PIE aligned above a page, where a probe mapping of the whole image lands; else 0.
+/// Returns (bias, `total_size`, placement).
+fn dyn_bias<N: Clone>(
+    mm: &mut Mm<'_, N>,
+    hdr_phdrs: &[Phdr],
+    file: usize,
+    p: &Phdr,
+    index: usize,
+    has_interp: bool,
+) -> Result<(u64, Placement)> {
+    let page = mm.page;
+    let alignment = maximum_alignment(hdr_phdrs, page);
+    let mut how = Placement::Hint;
+    let mut load_bias;
+    if has_interp {
+        load_bias = mm.profile.elf_et_dyn_base;
+        if mm.randomize {
+            load_bias = load_bias.wrapping_add(mm.mmap_rnd());
+        }
+        if alignment != 0 {
+            load_bias &= !alignment.wrapping_sub(1);
+        }
+        how = Placement::NoReplace;
+    } else if alignment > page {
+        let total_size = total_mapping_size(hdr_phdrs, page);
+        let size = page_align(total_size, page);
+        let off = p.p_offset.wrapping_sub(page_offset(p.p_vaddr, page));
+        let probe = if p.p_filesz == 0 {
+            // The probe is elf_load() at address 0, then unmapped: with no file bytes that
+            // is the bss at page 0 (vm_brk_flags, whose refusal is fatal), or nothing;
+            // either way the answer is 0.
+            mm.tentatively(|mm| elf_load(mm, file, 0, p, Placement::Hint, total_size))
+                .map_err(|e| map_error(e, 0, p.p_memsz, index))?
+        } else {
+            mm.get_unmapped_area(Some(file), 0, size, off)
+                .ok_or(Error::NoSpace { len: size })?
+        };
+        load_bias = probe & !alignment.wrapping_sub(1);
+        how = Placement::NoReplace;
+    } else {
+        load_bias = 0;
+    }
+    Ok((page_start(load_bias.wrapping_sub(p.p_vaddr), page), how))
+}
+
+/// The PT_LOAD loop of `load_elf_binary()` for the program `file` (`hdr`, `phdrs`), with or
+/// without an interpreter.
+///
+/// # Errors
+/// The fatal error the kernel meets mapping a segment, or a segment out of range.
+pub(super) fn load_program<N: Clone>(
+    mm: &mut Mm<'_, N>,
+    trace: &mut Tracer<'_>,
+    file: &Found<N>,
+    hdr: &Header,
+    phdrs: &[Phdr],
+    has_interp: bool,
+) -> Result<Loaded> {
+    let page = mm.page;
+    let task_size = mm.profile.task_size;
+    let file_idx = mm.add_file(&file.node, &file.path, &file.meta);
+    let mut load_bias = 0u64;
+    let mut first = true;
+    let mut phdr_addr = 0u64;
+    let (mut start_code, mut end_code, mut start_data, mut end_data, mut elf_brk) =
+        (u64::MAX, 0u64, 0u64, 0u64, 0u64);
+    for (index, p) in phdrs.iter().enumerate() {
+        if p.p_type != PT_LOAD {
+            continue;
+        }
+        let vaddr = p.p_vaddr;
+        // Only the first PT_LOAD reserves the whole image.
+        let mut total_size = 0u64;
+        let how = if !first {
+            Placement::Fixed
+        } else if !hdr.is_dyn() {
+            Placement::NoReplace
+        } else {
+            let (bias, how) = dyn_bias(mm, phdrs, file_idx, p, index, has_interp)?;
+            load_bias = bias;
+            total_size = total_mapping_size(phdrs, page);
+            if total_size == 0 {
+                return Err(Error::NoLoad(Bytes(file.path.clone())));
+            }
+            how
+        };
+        let addr = load_bias.wrapping_add(vaddr);
+        let got = elf_load(mm, file_idx, addr, p, how, total_size)
+            .map_err(|e| map_error(e, addr, p.p_memsz, index))?;
+        // Mirrors fs/binfmt_elf.c: load_elf_binary(): `BAD_ADDR(error)` on an address
+        // that is not an error value (an empty PT_LOAD at or above TASK_SIZE) is -EINVAL.
+        if got >= task_size {
+            return Err(Error::SegmentRange { index });
+        }
+        if first {
+            first = false;
+            if hdr.is_dyn() {
+                load_bias = load_bias.wrapping_add(
+                    got.wrapping_sub(page_start(load_bias.wrapping_add(vaddr), page)),
+                );
+            }
+        }
+        trace.note(|| Step::Segment {
+            path: file.path.clone(),
+            index,
+            vaddr,
+            filesz: p.p_filesz,
+            memsz: p.p_memsz,
+            addr: load_bias.wrapping_add(vaddr),
+            prot: prot_of(p.p_flags),
+        });
+        if p.p_offset <= hdr.e_phoff && hdr.e_phoff < p.p_offset.wrapping_add(p.p_filesz) {
+            phdr_addr = hdr.e_phoff.wrapping_sub(p.p_offset).wrapping_add(vaddr);
+        }
+        let exec = p.p_flags & PF_X != 0;
+        if exec && vaddr < start_code {
+            start_code = vaddr;
+        }
+        if start_data < vaddr {
+            start_data = vaddr;
+        }
+        if !segment_in_range(vaddr, p, task_size) {
+            return Err(Error::SegmentRange { index });
+        }
+        // The range check above bounds vaddr + p_memsz (>= p_filesz) by TASK_SIZE.
+        let k = vaddr.saturating_add(p.p_filesz);
+        if exec && end_code < k {
+            end_code = k;
+        }
+        if end_data < k {
+            end_data = k;
+        }
+        elf_brk = elf_brk.max(vaddr.saturating_add(p.p_memsz));
+    }
+    Ok(Loaded {
+        load_bias,
+        entry: hdr.e_entry.wrapping_add(load_bias),
+        phdr_addr: phdr_addr.wrapping_add(load_bias),
+        start_code: start_code.wrapping_add(load_bias),
+        end_code: end_code.wrapping_add(load_bias),
+        start_data: start_data.wrapping_add(load_bias),
+        end_data: end_data.wrapping_add(load_bias),
+        elf_brk: elf_brk.wrapping_add(load_bias),
+    })
+}

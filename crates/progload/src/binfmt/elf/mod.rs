@@ -1,0 +1,325 @@
+//! The ELF handler: `load_elf_binary()` (`fs/binfmt_elf.c`).
+//!
+//! It runs in two halves, split by the point of no return (`begin_new_exec()`), which the
+//! plan (`crate::plan`) passes between them:
+//!
+//! - [`check`]: everything that can still fail with an errno: the header and program header
+//!   checks ([`header`]), PT_GNU_STACK, PT_INTERP and the interpreter ([`interp`]),
+//!   PT_GNU_PROPERTY ([`property`]).
+//! - [`load`]: the new mm: `setup_new_exec()`'s mmap layout, `setup_arg_pages()`, the
+//!   program's PT_LOADs ([`map`]), the interpreter's (`load_elf_interp()`), the vDSO, brk,
+//!   `MMAP_PAGE_ZERO`, and `create_elf_tables()`. Any failure here kills the process.
+
+pub mod header;
+mod interp;
+mod map;
+mod property;
+
+use alloc::vec::Vec;
+
+pub use header::{
+    load_phdrs, maximum_alignment, offset_ok, prot_of, read_exact, total_mapping_size, Elf32Fields,
+    Header, Phdr, PhdrsError, EHDR_SIZE, MAX_PHDRS_BYTES, PF_X, PHDR_SIZE, PT_GNU_PROPERTY,
+    PT_GNU_STACK, PT_INTERP, PT_LOAD,
+};
+
+use crate::arch::Arch;
+use crate::auxv::{self, AuxvInputs};
+use crate::creds::NewCredentials;
+use crate::error::{Error, Result};
+use crate::fs::FileSystem;
+use crate::mm::{page_align, Backing, Mm, Vma};
+use crate::profile::{Profile, MMAP_PAGE_ZERO, READ_IMPLIES_EXEC};
+use crate::prot::Prot;
+use crate::resolve::{DirPath, Found};
+use crate::stack::{self, ArgStrings, StackImage, Tables};
+use crate::trace::{Step, Tracer};
+use crate::vdso;
+
+use interp::Interp;
+
+/// What `load_elf_binary()` knows at the point of no return.
+pub(crate) struct ElfImage<N> {
+    /// The program.
+    pub file: Found<N>,
+    /// Its header.
+    pub hdr: Header,
+    /// Its program headers.
+    pub phdrs: Vec<Phdr>,
+    /// Its interpreter, opened and checked.
+    pub interp: Option<Interp<N>>,
+    /// PT_GNU_STACK's executable bit (`None`: no PT_GNU_STACK).
+    pub exec_stack: Option<bool>,
+    /// arm64 BTI is on for the segments of the ELF whose note was parsed.
+    pub bti: bool,
+}
+
+impl<N> ElfImage<N> {
+    /// The interpreter's path inside the root.
+    pub fn interpreter_path(&self) -> Option<&[u8]> {
+        self.interp.as_ref().map(|i| i.file.path.as_slice())
+    }
+}
+
+/// The part of `load_elf_binary()` before the point of no return, for the file `file` whose
+/// first bytes parsed as `hdr`.
+///
+/// # Errors
+/// ENOEXEC for a file this kernel's ELF loader refuses; the interpreter's errors.
+pub(crate) fn check<F: FileSystem + ?Sized>(
+    fs: &F,
+    profile: &Profile,
+    cwd: &DirPath<F::Node>,
+    file: Found<F::Node>,
+    hdr: Header,
+    trace: &mut Tracer<'_>,
+) -> Result<ElfImage<F::Node>> {
+    let spec = profile.arch.spec();
+    if !hdr.type_ok() {
+        return Err(Error::ElfType(hdr.e_type));
+    }
+    // binfmt_elf refuses the machine (ENOEXEC); compat_binfmt_elf takes it if its ELF32
+    // reading gets past the phdr checks (and, on arm64, it is EABI); else ENOEXEC as well.
+    let eabi_ok = profile.arch != Arch::Aarch64 || hdr.elf32.e_flags & 0xff00_0000 != 0;
+    if spec.compat_machines.contains(&hdr.e_machine) && hdr.elf32.phdrs_ok() && eabi_ok {
+        return Err(Error::CompatElf {
+            machine: hdr.e_machine,
+        });
+    }
+    if hdr.e_machine != spec.e_machine {
+        return Err(Error::ElfMachine {
+            found: hdr.e_machine,
+            expected: spec.e_machine,
+        });
+    }
+    let phdrs = load_phdrs(fs, &file.node, &hdr).map_err(|e| match e {
+        PhdrsError::EntSize => Error::PhentSize(hdr.e_phentsize),
+        PhdrsError::Count => Error::PhNum(hdr.e_phnum),
+        PhdrsError::Short => Error::PhdrsShort {
+            offset: hdr.e_phoff,
+        },
+    })?;
+    let exec_stack = phdrs
+        .iter()
+        .rfind(|p| p.p_type == PT_GNU_STACK)
+        .map(|p| p.p_flags & PF_X != 0);
+    let mut elf_step = trace.on().then(|| Step::Elf {
+        path: file.path.clone(),
+        e_type: hdr.e_type,
+        phnum: hdr.e_phnum,
+        interpreter: None,
+        exec_stack,
+    });
+    // The first PT_INTERP decides; a PT_GNU_PROPERTY before it is the program's note.
+    let mut property = None;
+    let mut interp = None;
+    for p in &phdrs {
+        if p.p_type == PT_GNU_PROPERTY {
+            property = Some(*p);
+            continue;
+        }
+        if p.p_type != PT_INTERP {
+            continue;
+        }
+        let name = interp::read_name(fs, &file, p)?;
+        if let Some(Step::Elf { interpreter, .. }) = &mut elf_step {
+            *interpreter = Some(name.clone());
+        }
+        if let Some(step) = elf_step.take() {
+            trace.note(|| step);
+        }
+        interp = Some(interp::open(
+            fs,
+            &profile.credentials,
+            spec,
+            cwd,
+            &name,
+            trace,
+        )?);
+        break;
+    }
+    if let Some(step) = elf_step {
+        trace.note(|| step);
+    }
+    let mut bti = false;
+    if spec.parses_gnu_property {
+        // With an interpreter only the interpreter's note is parsed.
+        let note = match &interp {
+            Some(i) => i
+                .phdrs
+                .iter()
+                .rfind(|p| p.p_type == PT_GNU_PROPERTY)
+                .map(|p| (&i.file.node, *p)),
+            None => property.map(|p| (&file.node, p)),
+        };
+        if let Some((node, p)) = note {
+            bti = property::parse_properties(fs, node, &p)?;
+        }
+    }
+    Ok(ElfImage {
+        file,
+        hdr,
+        phdrs,
+        interp,
+        exec_stack,
+        bti,
+    })
+}
+
+/// What the exec decided at the point of no return (`begin_new_exec()`), for [`load`].
+pub(crate) struct Committed<'a> {
+    /// The personality after the exec.
+    pub personality: u32,
+    /// The stack rlimit (`None`: unlimited), after the secure-exec cap.
+    pub rlimit: Option<u64>,
+    /// The new credentials.
+    pub creds: &'a NewCredentials,
+    /// `AT_EXECFD`.
+    pub execfd: Option<u64>,
+    /// binfmt_misc `P`.
+    pub preserve_argv0: bool,
+    /// The 16 AT_RANDOM bytes, or `None` to draw them.
+    pub random: Option<[u8; 16]>,
+    /// Extra auxv pairs.
+    pub extra_auxv: &'a [(u64, u64)],
+}
+
+/// What `load_elf_binary()` built after the point of no return.
+pub(crate) struct Loaded {
+    /// The first instruction (the interpreter's entry when there is one).
+    pub entry: u64,
+    /// The auxiliary vector.
+    pub auxv: Vec<(u64, u64)>,
+    /// The stack from the stack pointer up.
+    pub stack: StackImage,
+    /// `start_code`, `end_code`, `start_data`, `end_data`.
+    pub code_data: [u64; 4],
+    /// `start_brk` (= `brk`).
+    pub start_brk: u64,
+    /// `AT_SYSINFO_EHDR`.
+    pub vdso_base: Option<u64>,
+    /// Whether the stack is executable.
+    pub exec_stack: bool,
+}
+
+/// The part of `load_elf_binary()` after the point of no return: builds the new mm in `mm`
+/// (already holding the chosen randomization and credentials) and the initial stack.
+///
+/// # Errors
+/// The fatal error the kernel would kill the process with.
+pub(crate) fn load<N: Clone>(
+    mm: &mut Mm<'_, N>,
+    trace: &mut Tracer<'_>,
+    img: &ElfImage<N>,
+    strings: &ArgStrings,
+    execfn: &[u8],
+    c: &Committed<'_>,
+) -> Result<Loaded> {
+    let profile = mm.profile;
+    let page = mm.page;
+    mm.pick_layout(c.personality, c.rlimit);
+    let exec_stack = img
+        .exec_stack
+        .unwrap_or(c.personality & READ_IMPLIES_EXEC != 0);
+    let stack_vma = stack::setup_arg_pages(mm, strings, c.rlimit, exec_stack)?;
+
+    let prog = map::load_program(
+        mm,
+        trace,
+        &img.file,
+        &img.hdr,
+        &img.phdrs,
+        img.interp.is_some(),
+    )?;
+    let mut interp_base = 0u64;
+    let mut entry = prog.entry;
+    if let Some(i) = &img.interp {
+        interp_base = interp::load(mm, trace, i, prog.load_bias)?;
+        entry = interp_base.wrapping_add(i.hdr.e_entry);
+    }
+    if entry >= profile.task_size {
+        return Err(Error::BadEntry(entry));
+    }
+    let vdso_base = vdso::map(mm)?;
+
+    // brk: after the highest segment, or at ELF_ET_DYN_BASE for a static-PIE.
+    let spec = profile.arch.spec();
+    let moved = img.hdr.is_dyn() && img.interp.is_none();
+    let elf_brk = if moved {
+        profile.elf_et_dyn_base
+    } else {
+        prog.elf_brk
+    };
+    let mut start_brk = page_align(elf_brk, page);
+    if mm.randomize && profile.randomize_va_space > 1 {
+        if !moved {
+            start_brk = start_brk.saturating_add(page);
+        }
+        start_brk = mm.randomize_page(start_brk, spec.brk_rnd_range);
+    }
+
+    // MMAP_PAGE_ZERO: the kernel ignores the mapping's failure, which is EPERM below
+    // mmap_min_addr without CAP_SYS_RAWIO, so page 0 is then simply absent.
+    if c.personality & MMAP_PAGE_ZERO != 0 && mm.may_map_low() {
+        mm.map_fixed(Vma {
+            start: 0,
+            end: page,
+            prot: Prot::READ | Prot::EXEC,
+            backing: Backing::Anon,
+        });
+    }
+
+    // create_elf_tables().
+    let random = match c.random {
+        Some(r) => r,
+        None => {
+            let mut r = [0u8; 16];
+            mm.fill_random(&mut r);
+            r
+        }
+    };
+    let tables = Tables {
+        strings,
+        arg_start: stack_vma.arg_start,
+        top: stack_vma.top,
+        align_sub: stack::align_stack_rnd(mm),
+        platform: profile.platform.as_bytes(),
+        random,
+    };
+    let (platform_addr, random_addr) = tables.string_addrs()?;
+    let execfn_len = (execfn.len() as u64).saturating_add(1);
+    let auxv = auxv::build(
+        profile,
+        &AuxvInputs {
+            vdso_base,
+            phdr_addr: prog.phdr_addr,
+            phent: PHDR_SIZE as u64,
+            phnum: img.hdr.e_phnum,
+            interp_base,
+            preserve_argv0: c.preserve_argv0,
+            entry: prog.entry,
+            creds: c.creds,
+            random_addr,
+            execfn_addr: stack_vma.top.saturating_sub(8).saturating_sub(execfn_len),
+            platform_addr,
+            execfd: c.execfd,
+            extra: c.extra_auxv,
+        },
+    );
+    let stack = tables.build(&auxv)?;
+    stack::expand_to(mm, &stack_vma, stack.sp, c.rlimit)?;
+    Ok(Loaded {
+        entry,
+        auxv,
+        stack,
+        code_data: [
+            prog.start_code,
+            prog.end_code,
+            prog.start_data,
+            prog.end_data,
+        ],
+        start_brk,
+        vdso_base,
+        exec_stack,
+    })
+}
