@@ -157,7 +157,7 @@ fn main() {
     let mut files = BTreeMap::new();
     files.insert(
         b"/bin/hello".to_vec(),
-        Arc::from(progload::doc_support::tiny_static_elf()),
+        Arc::from(progload_testkit::tiny_static_elf()),
     );
     let fs = GuestFs { files };
     let mut profile = Profile::linux_6_18_x86_64();

@@ -12,7 +12,7 @@ fn main() {
     fs.add_file(
         b"/usr/bin/hello",
         0o755,
-        progload::doc_support::tiny_static_elf(),
+        progload_testkit::tiny_static_elf(),
     );
     fs.add_symlink(b"/bin", b"usr/bin");
     fs.add_file(b"/usr/bin/greet", 0o755, &b"#!/bin/hello --loud\n"[..]);

@@ -17,7 +17,7 @@
 //!
 //! ```
 //! use progload::{plan, LoadRequest, MemFs, Profile, SeededRng};
-//! # let elf = progload::doc_support::tiny_static_elf();
+//! # let elf = progload_testkit::tiny_static_elf();
 //! let mut fs = MemFs::new();
 //! fs.add_file(b"/bin/hello", 0o755, elf);
 //! let mut profile = Profile::linux_6_18_x86_64();
@@ -62,7 +62,7 @@
 //!
 //! ```
 //! use progload::{plan, LoadRequest, MemFs, Profile, SeededRng, SimAddressSpace};
-//! # let elf = progload::doc_support::tiny_static_elf();
+//! # let elf = progload_testkit::tiny_static_elf();
 //! let mut fs = MemFs::new();
 //! fs.add_file(b"/bin/hello", 0o755, elf);
 //! let profile = Profile::linux_6_18_x86_64(); // randomized: the seed picks the layout
@@ -95,7 +95,7 @@
 //!
 //! ```
 //! use progload::{plan, LoadRequest, MemFs, Profile, SeededRng};
-//! # let mut elf = progload::doc_support::tiny_static_elf();
+//! # let mut elf = progload_testkit::tiny_static_elf();
 //! # elf[18] = 183; // e_machine = EM_AARCH64
 //! let mut fs = MemFs::new();
 //! fs.add_file(b"/bin/arm", 0o755, elf);
@@ -137,8 +137,6 @@ pub mod arch;
 pub mod auxv;
 pub mod binfmt;
 pub mod creds;
-#[doc(hidden)]
-pub mod doc_support;
 pub mod errno;
 pub mod error;
 pub mod fs;
