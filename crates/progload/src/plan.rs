@@ -318,6 +318,39 @@ fn comm_of<N>(program: &Program<N>, executed: &Found<N>) -> Vec<u8> {
     name.iter().copied().take(15).collect()
 }
 
+/// What `begin_new_exec()` and `setup_new_exec()` decide for the new process.
+struct NewExec {
+    creds: NewCredentials,
+    personality: u32,
+    /// The stack rlimit (`None`: unlimited), capped at `_STK_LIM` for a secure exec.
+    rlimit: Option<u64>,
+    /// `PF_RANDOMIZE`.
+    randomize: bool,
+}
+
+/// `begin_new_exec()` and `SET_PERSONALITY()`: the new credentials from the file with `meta`,
+/// the personality (`PER_CLEAR_ON_SETID` cleared for a privileged exec; `READ_IMPLIES_EXEC`
+/// cleared for a 64-bit ELF), the stack rlimit and randomization.
+fn begin_new_exec(profile: &Profile, meta: &crate::fs::Metadata) -> NewExec {
+    let creds = creds::compute(profile, meta);
+    let mut personality = profile.personality;
+    if creds.privileged {
+        personality &= !PER_CLEAR_ON_SETID;
+    }
+    personality &= !READ_IMPLIES_EXEC;
+    let mut rlimit = profile.stack_rlimit;
+    if creds.secureexec {
+        rlimit = Some(rlimit.unwrap_or(u64::MAX).min(stack::STK_LIM));
+    }
+    let randomize = personality & ADDR_NO_RANDOMIZE == 0 && profile.randomize_va_space != 0;
+    NewExec {
+        creds,
+        personality,
+        rlimit,
+        randomize,
+    }
+}
+
 fn plan_inner<F: FileSystem + ?Sized>(
     fs: &F,
     profile: &Profile,
@@ -367,20 +400,12 @@ fn plan_inner<F: FileSystem + ?Sized>(
 
     // begin_new_exec(): credentials, then the point of no return.
     let cred_file = handled.credentials_from.as_ref().unwrap_or(&img.file);
-    let new_creds = creds::compute(profile, &cred_file.meta);
-    let mut personality = profile.personality;
-    if new_creds.privileged {
-        personality &= !PER_CLEAR_ON_SETID;
-    }
-    personality &= !READ_IMPLIES_EXEC;
-    let mut rlimit = profile.stack_rlimit;
-    if new_creds.secureexec {
-        rlimit = Some(rlimit.unwrap_or(u64::MAX).min(stack::STK_LIM));
-    }
+    let new = begin_new_exec(profile, &cred_file.meta);
     let comm = comm_of(&program, &img.file);
-    let randomize = personality & ADDR_NO_RANDOMIZE == 0 && profile.randomize_va_space != 0;
     let execfd = handled.execfd.then_some(req.execfd);
     trace.note(|| Step::PointOfNoReturn);
+    let (new_creds, personality, rlimit, randomize) =
+        (new.creds, new.personality, new.rlimit, new.randomize);
 
     let mut mm = Mm::new(profile, rng, randomize, new_creds.cap_sys_rawio);
     let loaded = elf::load(
