@@ -8,10 +8,26 @@ use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
+use clap::Args;
 use progload_host::check::{check, CheckRequest, Verdict};
 use serde_json::json;
 
-use crate::{caller, environment, load_profile, CheckArgs, ExecArgs, Usage};
+use crate::args::{caller, environment, load_profile, ExecArgs, Usage};
+
+#[derive(Args)]
+pub(crate) struct CheckArgs {
+    /// Print JSON instead of the report.
+    #[arg(long)]
+    pub(crate) json: bool,
+    /// Check every executable regular file under the directories given as operands.
+    #[arg(long)]
+    pub(crate) sweep: bool,
+    /// Parallel checks in a sweep.
+    #[arg(long, default_value_t = 2)]
+    pub(crate) jobs: usize,
+    #[command(flatten)]
+    pub(crate) exec: ExecArgs,
+}
 
 fn request(a: &ExecArgs, path: Vec<u8>, args: &[Vec<u8>]) -> Result<CheckRequest, Usage> {
     if a.root != Path::new("/") {

@@ -8,7 +8,8 @@ use progload::error::{PathProblem, ScriptProblem};
 use progload::trace::{Role, Step};
 use progload::{plan_traced, Errno, Error};
 
-use crate::{exit_for, prepare, ExecArgs, PrepError, Usage};
+use crate::args::{prepare, ExecArgs, PrepError, Usage};
+use crate::report::exit_for;
 
 fn s(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()

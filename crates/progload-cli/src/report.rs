@@ -1,6 +1,10 @@
-//! The plan as a readable report and as the JSON contract.
+//! The plan as a readable report and as the JSON contract; a failed exec as a message or a
+//! JSON failure object, with the shell's exit status.
 
 use std::fmt::Write as _;
+use std::process::ExitCode;
+
+use progload::{Errno, Error};
 
 use progload::Plan;
 use serde_json::{json, Value};
@@ -170,4 +174,56 @@ pub fn human<N>(p: &Plan<N>) -> String {
         if c.no_new_privs { " no_new_privs" } else { "" }
     );
     s
+}
+
+/// Exit status for an exec error, as shells use: 127 not found, 126 found but not executable.
+pub(crate) fn exit_for(e: &Error) -> u8 {
+    exit_for_errno(e.errno())
+}
+
+/// 127 for ENOENT (not found), 126 otherwise (found but cannot execute), as shells do.
+pub(crate) fn exit_for_errno(errno: Errno) -> u8 {
+    if errno == Errno::ENOENT {
+        127
+    } else {
+        126
+    }
+}
+
+pub(crate) fn fail(program: &[u8], e: &Error, json: bool) -> ExitCode {
+    report_failure(program, e.errno(), e.is_fatal(), &e.to_string(), json)
+}
+
+/// Prints an exec failure (`progload: PROGRAM: <strerror> (<ERRNO>): <why>`, or the JSON
+/// failure object) and returns the shell-style exit status.
+pub(crate) fn report_failure(
+    program: &[u8],
+    errno: Errno,
+    fatal: bool,
+    message: &str,
+    json: bool,
+) -> ExitCode {
+    if json {
+        let v = serde_json::json!({
+            "ok": false,
+            "errno": errno.name(),
+            "code": errno.0,
+            "fatal": fatal,
+            "message": message,
+        });
+        println!("{v}");
+    } else {
+        let fatal = if fatal {
+            " [after the point of no return: the kernel kills the process with SIGSEGV]"
+        } else {
+            ""
+        };
+        eprintln!(
+            "progload: {}: {} ({}): {message}{fatal}",
+            String::from_utf8_lossy(program),
+            errno.text(),
+            errno.name()
+        );
+    }
+    ExitCode::from(exit_for_errno(errno))
 }

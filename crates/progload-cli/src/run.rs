@@ -6,10 +6,11 @@ use std::process::ExitCode;
 use progload::plan;
 use progload_host::run::{default_sigpipe, exec_plan_in_place, RunError};
 
-use crate::{prepare, ExecArgs, PrepError, Usage};
+use crate::args::{prepare, ExecArgs, PrepError, Usage};
+use crate::report::report_failure;
 
 fn fail(program: &[u8], e: &RunError) -> ExitCode {
-    crate::report_failure(program, e.errno(), e.is_fatal(), &e.to_string(), false)
+    report_failure(program, e.errno(), e.is_fatal(), &e.to_string(), false)
 }
 
 /// Plans `execve(PROGRAM, ...)` and performs it in place. Returns only on failure: 127 when
