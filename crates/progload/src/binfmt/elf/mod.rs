@@ -3,11 +3,11 @@
 //! It runs in two halves, split by the point of no return (`begin_new_exec()`), which the
 //! plan (`crate::plan`) passes between them:
 //!
-//! - [`check`]: everything that can still fail with an errno: the header and program header
-//!   checks ([`header`]), PT_GNU_STACK, PT_INTERP and the interpreter ([`interp`]),
-//!   PT_GNU_PROPERTY ([`property`]).
-//! - [`load`]: the new mm: `setup_new_exec()`'s mmap layout, `setup_arg_pages()`, the
-//!   program's PT_LOADs ([`map`]), the interpreter's (`load_elf_interp()`), the vDSO, brk,
+//! - `check`: everything that can still fail with an errno: the header and program header
+//!   checks ([`header`]), PT_GNU_STACK, PT_INTERP and the interpreter (`interp`),
+//!   PT_GNU_PROPERTY (`property`).
+//! - `load`: the new mm: `setup_new_exec()`'s mmap layout, `setup_arg_pages()`, the
+//!   program's PT_LOADs (`map`), the interpreter's (`load_elf_interp()`), the vDSO, brk,
 //!   `MMAP_PAGE_ZERO`, and `create_elf_tables()`. Any failure here kills the process.
 
 pub mod header;
@@ -92,7 +92,12 @@ pub(crate) fn check<F: FileSystem + ?Sized>(
             expected: spec.e_machine,
         });
     }
-    let phdrs = load_phdrs(fs, &file.node, &hdr).map_err(|e| match e {
+    let phdrs_limit = if profile.kernel.rules().phdrs_beyond_a_page {
+        MAX_PHDRS_BYTES
+    } else {
+        usize::try_from(profile.page_size).unwrap_or(MAX_PHDRS_BYTES)
+    };
+    let phdrs = load_phdrs(fs, &file.node, &hdr, phdrs_limit).map_err(|e| match e {
         PhdrsError::EntSize => Error::PhentSize(hdr.e_phentsize),
         PhdrsError::Count => Error::PhNum(hdr.e_phnum),
         PhdrsError::Short => Error::PhdrsShort {
@@ -132,6 +137,7 @@ pub(crate) fn check<F: FileSystem + ?Sized>(
             fs,
             &profile.credentials,
             spec,
+            phdrs_limit,
             cwd,
             &name,
             trace,
@@ -202,6 +208,51 @@ pub(crate) struct Loaded {
     pub exec_stack: bool,
 }
 
+/// `mm->start_brk` (= `mm->brk`): after the highest segment (`elf_brk`), or for a static-PIE
+/// (`static_pie`: an ET_DYN without interpreter, such as ld.so run directly) at
+/// `ELF_ET_DYN_BASE`; randomized by `arch_randomize_brk()` when `randomize_va_space` > 1.
+fn brk<N: Clone>(mm: &mut Mm<'_, N>, static_pie: bool, elf_brk: u64) -> u64 {
+    let profile = mm.profile;
+    let (page, rules) = (mm.page, mm.rules);
+    let randomized = mm.randomize && profile.randomize_va_space > 1;
+    // x86_64's range was 32 MiB before "x86: Increase brk randomness entropy for 64-bit
+    // systems" (6.9, and its back-ports).
+    let range = if profile.arch == Arch::X86_64 && !rules.x86_brk_1g {
+        32 << 20
+    } else {
+        profile.arch.spec().brk_rnd_range
+    };
+    let after_image = page_align(elf_brk, page);
+    if rules.static_pie_brk_always_moved {
+        // 6.15: a static-PIE's brk moves whether or not it is randomized.
+        let mut start = if static_pie {
+            page_align(profile.elf_et_dyn_base, page)
+        } else {
+            after_image
+        };
+        if randomized {
+            if !static_pie && rules.brk_gap {
+                start = start.saturating_add(page);
+            }
+            start = mm.randomize_page(start, range);
+        }
+        start
+    } else if randomized {
+        // Before: moved only when randomized, to the unaligned ELF_ET_DYN_BASE, which
+        // randomize_page() aligns up (shortening its range by as much).
+        let start = if static_pie {
+            profile.elf_et_dyn_base
+        } else if rules.brk_gap {
+            after_image.saturating_add(page)
+        } else {
+            after_image
+        };
+        mm.randomize_page(start, range)
+    } else {
+        after_image
+    }
+}
+
 /// The part of `load_elf_binary()` after the point of no return: builds the new mm in `mm`
 /// (already holding the chosen randomization and credentials) and the initial stack.
 ///
@@ -242,21 +293,7 @@ pub(crate) fn load<N: Clone>(
     }
     let vdso_base = vdso::map(mm)?;
 
-    // brk: after the highest segment, or at ELF_ET_DYN_BASE for a static-PIE.
-    let spec = profile.arch.spec();
-    let moved = img.hdr.is_dyn() && img.interp.is_none();
-    let elf_brk = if moved {
-        profile.elf_et_dyn_base
-    } else {
-        prog.elf_brk
-    };
-    let mut start_brk = page_align(elf_brk, page);
-    if mm.randomize && profile.randomize_va_space > 1 {
-        if !moved {
-            start_brk = start_brk.saturating_add(page);
-        }
-        start_brk = mm.randomize_page(start_brk, spec.brk_rnd_range);
-    }
+    let start_brk = brk(mm, img.hdr.is_dyn() && img.interp.is_none(), prog.elf_brk);
 
     // MMAP_PAGE_ZERO: the kernel ignores the mapping's failure, which is EPERM below
     // mmap_min_addr without CAP_SYS_RAWIO, so page 0 is then simply absent.
