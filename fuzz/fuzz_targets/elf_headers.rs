@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
     let mut fs = MemFs::new();
     fs.add_file(b"/f", 0o755, data.to_vec());
     let node = fs.lookup(&fs.root(), b"f").expect("just added");
-    match elf::load_phdrs(&fs, &node, &h) {
+    match elf::load_phdrs(&fs, &node, &h, elf::MAX_PHDRS_BYTES) {
         Ok(phdrs) => {
             // The shape the kernel accepts: 56-byte entries, 1..=64 KiB, wholly in the file.
             assert_eq!(usize::from(h.e_phentsize), PHDR_SIZE);
@@ -46,7 +46,7 @@ fuzz_target!(|data: &[u8]| {
             }
             // The helpers the layout uses never panic on any phdr values.
             for page in [4096u64, 16384, 65536] {
-                let _ = elf::total_mapping_size(&phdrs, page);
+                let _ = elf::total_mapping_size(&phdrs, page, true);
                 let _ = elf::maximum_alignment(&phdrs, page);
                 for p in &phdrs {
                     let _ = elf::prot_of(p.p_flags);

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use progload::arch::Arch;
-use progload::profile::{Credentials, Profile, Vdso, VdsoPart};
+use progload::profile::{Credentials, KernelVersion, Profile, Vdso, VdsoPart};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
@@ -41,6 +41,8 @@ struct CredentialsFile {
 #[serde(deny_unknown_fields)]
 pub struct ProfileFile {
     arch: String,
+    /// The kernel release, `6.1.140`.
+    kernel: String,
     page_size: u64,
     task_size: u64,
     stack_top: u64,
@@ -90,6 +92,7 @@ impl From<&Profile> for ProfileFile {
     fn from(p: &Profile) -> Self {
         ProfileFile {
             arch: p.arch.name().to_string(),
+            kernel: p.kernel.to_string(),
             page_size: p.page_size,
             task_size: p.task_size,
             stack_top: p.stack_top,
@@ -175,8 +178,11 @@ impl TryFrom<ProfileFile> for Profile {
                 Some(vdso)
             }
         };
+        let kernel = KernelVersion::parse(&f.kernel)
+            .ok_or_else(|| format!("kernel {:?} is not a release like 6.1.140", f.kernel))?;
         Ok(Profile {
             arch,
+            kernel,
             page_size: f.page_size,
             task_size: f.task_size,
             stack_top: f.stack_top,

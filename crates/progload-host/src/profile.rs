@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use progload::auxv::*;
-use progload::profile::{Credentials, Profile, Vdso, VdsoPart};
+use progload::profile::{Credentials, KernelVersion, Profile, Vdso, VdsoPart};
 
 fn read_u64(path: &str) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
@@ -51,7 +51,24 @@ fn status_ids(status: &str, key: &str) -> Vec<u32> {
         .unwrap_or_default()
 }
 
-/// Detects the host profile: this process's credentials and limits, this kernel's vDSO and
+/// The running kernel's release, from `/proc/version` (where Debian's kernels name their
+/// point release), else from `uname -r`.
+///
+/// # Errors
+/// When neither names a release.
+pub fn kernel_version() -> std::io::Result<KernelVersion> {
+    let text = fs::read_to_string("/proc/version").unwrap_or_default();
+    KernelVersion::from_proc_version(&text)
+        .or_else(|| {
+            let uname = rustix::system::uname();
+            KernelVersion::parse(&uname.release().to_string_lossy())
+        })
+        .ok_or_else(|| {
+            std::io::Error::other("the kernel release is neither in /proc/version nor in uname")
+        })
+}
+
+/// Detects the host profile: this process's credentials and limits, this kernel's release, vDSO and
 /// sysctls, this CPU's hwcaps.
 ///
 /// # Errors
@@ -63,6 +80,7 @@ pub fn host_profile() -> std::io::Result<Profile> {
         Profile::linux_6_18_x86_64()
     };
     p.page_size = rustix::param::page_size() as u64;
+    p.kernel = kernel_version()?;
     let auxv = self_auxv();
     let get = |t: u64| auxv.iter().find(|(k, _)| *k == t).map(|&(_, v)| v);
     if let Some(v) = get(AT_HWCAP) {

@@ -139,11 +139,12 @@ pub fn build(profile: &Profile, inp: &AuxvInputs<'_>) -> Vec<(u64, u64)> {
     if let Some(b) = inp.vdso_base {
         auxv.push((AT_SYSINFO_EHDR, b));
     }
-    // arm64's ARCH_DLINFO writes AT_IGNORE when the signal frame size is unknown.
-    if profile.arch == Arch::Aarch64 && profile.minsigstksz == 0 {
-        auxv.push((AT_IGNORE, 0));
-    } else {
-        auxv.push((AT_MINSIGSTKSZ, profile.minsigstksz));
+    // arm64's ARCH_DLINFO writes AT_IGNORE when the signal frame size is unknown; x86's
+    // has AT_MINSIGSTKSZ since 5.14.
+    match profile.arch {
+        Arch::Aarch64 if profile.minsigstksz == 0 => auxv.push((AT_IGNORE, 0)),
+        Arch::X86_64 if !profile.kernel.rules().x86_at_minsigstksz => {}
+        _ => auxv.push((AT_MINSIGSTKSZ, profile.minsigstksz)),
     }
     auxv.push((AT_HWCAP, profile.hwcap));
     auxv.push((AT_PAGESZ, profile.page_size));

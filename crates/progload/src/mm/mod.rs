@@ -17,6 +17,7 @@ pub use vmas::{Backing, Search, Vma, Vmas, HUGE_SIZE};
 
 use crate::errno::Errno;
 use crate::fs::Metadata;
+use crate::profile::rules::ExecRules;
 use crate::profile::{Profile, ADDR_COMPAT_LAYOUT};
 use crate::prot::Prot;
 
@@ -85,6 +86,8 @@ pub struct Mm<'a, N> {
     pub profile: &'a Profile,
     /// The page size.
     pub page: u64,
+    /// The exec rules of the profile's kernel.
+    pub rules: ExecRules,
     rng: &'a mut dyn RngCore,
     /// Whether the layout is randomized (`PF_RANDOMIZE`).
     pub randomize: bool,
@@ -113,6 +116,7 @@ impl<'a, N: Clone> Mm<'a, N> {
         Mm {
             profile,
             page: profile.page_size,
+            rules: profile.kernel.rules(),
             rng,
             randomize,
             vmas: Vmas::new(profile.stack_guard_gap),
@@ -218,7 +222,7 @@ impl<'a, N: Clone> Mm<'a, N> {
 
     /// `get_unmapped_area()` for a non-fixed mapping of `len` bytes at `offset` of `file`
     /// (`None`: an anonymous or special mapping), with the 2 MiB THP rule for files on
-    /// filesystems that use it.
+    /// filesystems that use it (since 5.18: [`ExecRules::thp_file_alignment`]).
     pub fn get_unmapped_area(
         &self,
         file: Option<usize>,
@@ -226,12 +230,19 @@ impl<'a, N: Clone> Mm<'a, N> {
         len: u64,
         offset: u64,
     ) -> Option<u64> {
-        let thp = file
-            .and_then(|f| self.files.get(f))
-            .is_some_and(|f| f.meta.thp_aligned);
+        let thp = self.rules.thp_file_alignment
+            && file
+                .and_then(|f| self.files.get(f))
+                .is_some_and(|f| f.meta.thp_aligned);
         if thp {
-            self.vmas
-                .get_unmapped_area_thp(hint, len, offset, &self.search, self.legacy_base)
+            self.vmas.get_unmapped_area_thp(
+                hint,
+                len,
+                offset,
+                &self.search,
+                self.legacy_base,
+                self.rules.thp_topdown_skips_aligned,
+            )
         } else {
             self.vmas
                 .get_unmapped_area(hint, len, &self.search, self.legacy_base)

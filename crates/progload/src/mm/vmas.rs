@@ -266,7 +266,8 @@ impl Vmas {
 
     /// `thp_get_unmapped_area` for a file mapping of `[off, off + len)`: when the range holds a
     /// whole 2 MiB-aligned 2 MiB block, search `len + 2 MiB` and place the mapping so that
-    /// `addr ≡ off (mod 2 MiB)`.
+    /// `addr ≡ off (mod 2 MiB)`. With `skip_aligned` (6.8 on), a top-down search that returns
+    /// an aligned address places the mapping 2 MiB higher.
     pub fn get_unmapped_area_thp(
         &self,
         hint: u64,
@@ -274,6 +275,7 @@ impl Vmas {
         off: u64,
         s: &Search,
         legacy_base: u64,
+        skip_aligned: bool,
     ) -> Option<u64> {
         let plain = || self.get_unmapped_area(hint, len, s, legacy_base);
         let Some(off_end) = off.checked_add(len) else {
@@ -301,7 +303,7 @@ impl Vmas {
             return Some(ret);
         }
         let off_sub = off.wrapping_sub(ret) & HUGE_SIZE.wrapping_sub(1);
-        if s.top_down && off_sub == 0 {
+        if skip_aligned && s.top_down && off_sub == 0 {
             return ret.checked_add(HUGE_SIZE);
         }
         ret.checked_add(off_sub)

@@ -154,7 +154,8 @@ pub fn offset_ok(offset: u64, len: u64) -> bool {
             .is_some_and(|e| e <= i64::MAX as u64)
 }
 
-/// `load_elf_phdrs()`: validate the table's shape and read it (at most 64 KiB).
+/// `load_elf_phdrs()`: validate the table's shape and read it: at most 64 KiB, and at most
+/// `max_bytes` (a page before 6.17: [`crate::profile::rules::ExecRules::phdrs_beyond_a_page`]).
 ///
 /// # Errors
 /// See [`PhdrsError`].
@@ -162,12 +163,13 @@ pub fn load_phdrs<F: FileSystem + ?Sized>(
     fs: &F,
     node: &F::Node,
     h: &Header,
+    max_bytes: usize,
 ) -> Result<Vec<Phdr>, PhdrsError> {
     if usize::from(h.e_phentsize) != PHDR_SIZE {
         return Err(PhdrsError::EntSize);
     }
     let size = usize::from(h.e_phnum) * PHDR_SIZE;
-    if size == 0 || size > MAX_PHDRS_BYTES {
+    if size == 0 || size > MAX_PHDRS_BYTES || size > max_bytes {
         return Err(PhdrsError::Count);
     }
     if !offset_ok(h.e_phoff, size as u64) {
@@ -217,8 +219,21 @@ pub fn read_exact<F: FileSystem + ?Sized>(
 }
 
 /// `total_mapping_size()`: from the lowest PT_LOAD page to the highest segment end (0 without
-/// PT_LOAD).
-pub fn total_mapping_size(phdrs: &[Phdr], page: u64) -> u64 {
+/// PT_LOAD); before 5.18 (`spans_all` false:
+/// [`crate::profile::rules::ExecRules::total_size_spans_all`]), from the page of the first
+/// PT_LOAD in table order to the end of the last one.
+pub fn total_mapping_size(phdrs: &[Phdr], page: u64, spans_all: bool) -> u64 {
+    if !spans_all {
+        let mut loads = phdrs.iter().filter(|p| p.p_type == PT_LOAD);
+        let Some(first) = loads.next() else {
+            return 0;
+        };
+        let last = loads.next_back().unwrap_or(first);
+        return last
+            .p_vaddr
+            .wrapping_add(last.p_memsz)
+            .wrapping_sub(page_start(first.p_vaddr, page));
+    }
     let mut min = u64::MAX;
     let mut max = 0u64;
     let mut any = false;

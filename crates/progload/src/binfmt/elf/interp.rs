@@ -64,10 +64,12 @@ pub(super) fn read_name<F: FileSystem + ?Sized>(
 /// # Errors
 /// The path error of opening it, EIO when it is shorter than an ELF header, ELIBBAD when it
 /// is not an ELF of this machine with usable program headers.
+#[allow(clippy::too_many_arguments)] // the state of load_elf_binary() at this step
 pub(super) fn open<F: FileSystem + ?Sized>(
     fs: &F,
     creds: &Credentials,
     spec: &ArchSpec,
+    phdrs_limit: usize,
     cwd: &DirPath<F::Node>,
     name: &[u8],
     trace: &mut Tracer<'_>,
@@ -101,7 +103,7 @@ pub(super) fn open<F: FileSystem + ?Sized>(
     if hdr.e_machine != spec.e_machine {
         return Err(bad(InterpProblem::WrongMachine(hdr.e_machine)));
     }
-    let phdrs = header::load_phdrs(fs, &file.node, &hdr)
+    let phdrs = header::load_phdrs(fs, &file.node, &hdr, phdrs_limit)
         .map_err(|_| bad(InterpProblem::BadProgramHeaders))?;
     Ok(Interp { file, hdr, phdrs })
 }
@@ -125,7 +127,7 @@ pub(super) fn load<N: Clone>(
         return Err(Error::InterpType(Bytes(f.path.clone())));
     }
     let file = mm.add_file(&f.node, &f.path, &f.meta);
-    let mut total_size = total_mapping_size(iph, page);
+    let mut total_size = total_mapping_size(iph, page, mm.rules.total_size_spans_all);
     if total_size == 0 {
         return Err(Error::NoLoad(Bytes(f.path.clone())));
     }

@@ -156,6 +156,17 @@ pub(super) struct Loaded {
     pub elf_brk: u64,
 }
 
+/// How the first PT_LOAD of an ET_EXEC or of an ET_DYN with an interpreter is mapped:
+/// `MAP_FIXED_NOREPLACE` since 5.16, `MAP_FIXED` before
+/// ([`crate::profile::rules::ExecRules::first_load_noreplace`]).
+fn first_placement<N: Clone>(mm: &Mm<'_, N>) -> Placement {
+    if mm.rules.first_load_noreplace {
+        Placement::NoReplace
+    } else {
+        Placement::Fixed
+    }
+}
+
 /// The load bias of the first PT_LOAD `p` (index `index`) of an ET_DYN, before the mapping
 /// (`load_elf_binary()`): `ELF_ET_DYN_BASE` (randomized, aligned) with an interpreter; for a
 /// static-PIE aligned above a page, where a probe mapping of the whole image lands; else 0.
@@ -172,6 +183,7 @@ fn dyn_bias<N: Clone>(
     let alignment = maximum_alignment(hdr_phdrs, page);
     let mut how = Placement::Hint;
     let mut load_bias;
+    let spans_all = mm.rules.total_size_spans_all;
     if has_interp {
         load_bias = mm.profile.elf_et_dyn_base;
         if mm.randomize {
@@ -180,9 +192,9 @@ fn dyn_bias<N: Clone>(
         if alignment != 0 {
             load_bias &= !alignment.wrapping_sub(1);
         }
-        how = Placement::NoReplace;
-    } else if alignment > page {
-        let total_size = total_mapping_size(hdr_phdrs, page);
+        how = first_placement(mm);
+    } else if alignment > page && mm.rules.static_pie_alignment {
+        let total_size = total_mapping_size(hdr_phdrs, page, spans_all);
         let size = page_align(total_size, page);
         let off = p.p_offset.wrapping_sub(page_offset(p.p_vaddr, page));
         let probe = if p.p_filesz == 0 {
@@ -234,11 +246,11 @@ pub(super) fn load_program<N: Clone>(
         let how = if !first {
             Placement::Fixed
         } else if !hdr.is_dyn() {
-            Placement::NoReplace
+            first_placement(mm)
         } else {
             let (bias, how) = dyn_bias(mm, phdrs, file_idx, p, index, has_interp)?;
             load_bias = bias;
-            total_size = total_mapping_size(phdrs, page);
+            total_size = total_mapping_size(phdrs, page, mm.rules.total_size_spans_all);
             if total_size == 0 {
                 return Err(Error::NoLoad(Bytes(file.path.clone())));
             }
@@ -247,6 +259,7 @@ pub(super) fn load_program<N: Clone>(
         let addr = load_bias.wrapping_add(vaddr);
         let got = elf_load(mm, file_idx, addr, p, how, total_size)
             .map_err(|e| map_error(e, addr, p.p_memsz, index))?;
+        let first_load = first;
         // Mirrors fs/binfmt_elf.c: load_elf_binary(): `BAD_ADDR(error)` on an address
         // that is not an error value (an empty PT_LOAD at or above TASK_SIZE) is -EINVAL.
         if got >= task_size {
@@ -269,8 +282,14 @@ pub(super) fn load_program<N: Clone>(
             addr: load_bias.wrapping_add(vaddr),
             prot: prot_of(p.p_flags),
         });
-        if p.p_offset <= hdr.e_phoff && hdr.e_phoff < p.p_offset.wrapping_add(p.p_filesz) {
-            phdr_addr = hdr.e_phoff.wrapping_sub(p.p_offset).wrapping_add(vaddr);
+        if mm.rules.at_phdr_from_containing_load {
+            if p.p_offset <= hdr.e_phoff && hdr.e_phoff < p.p_offset.wrapping_add(p.p_filesz) {
+                phdr_addr = hdr.e_phoff.wrapping_sub(p.p_offset).wrapping_add(vaddr);
+            }
+        } else if first_load {
+            // Before 5.18 (5.10.110): `load_addr + e_phoff`, load_addr being the first
+            // PT_LOAD's p_vaddr - p_offset.
+            phdr_addr = vaddr.wrapping_sub(p.p_offset).wrapping_add(hdr.e_phoff);
         }
         let exec = p.p_flags & PF_X != 0;
         if exec && vaddr < start_code {

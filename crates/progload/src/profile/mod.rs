@@ -1,11 +1,17 @@
-//! Everything that differs by kernel build, CPU or calling process, as one input value.
+//! Everything that differs by kernel version and build, CPU or calling process, as one input
+//! value, and presets of it ([`presets`]).
+
+pub mod presets;
+pub mod rules;
+pub mod version;
+
+pub use version::KernelVersion;
 
 use alloc::string::String;
 use alloc::sync::Arc;
-use alloc::vec;
 use alloc::vec::Vec;
 
-use crate::arch::{aarch64, x86_64, Arch};
+use crate::arch::Arch;
 
 /// `ADDR_NO_RANDOMIZE` personality bit.
 pub const ADDR_NO_RANDOMIZE: u32 = 0x004_0000;
@@ -57,7 +63,7 @@ pub struct VdsoPart {
     pub name: String,
     /// Its length in pages.
     pub pages: u64,
-    /// Its permissions as r/w/x bits (4/2/1).
+    /// Its protection.
     pub prot: crate::prot::Prot,
 }
 
@@ -99,6 +105,8 @@ impl Vdso {
 pub struct Profile {
     /// The architecture.
     pub arch: Arch,
+    /// The kernel release planned for: rules that changed between releases follow it.
+    pub kernel: KernelVersion,
     /// `PAGE_SIZE` (= `ELF_EXEC_PAGESIZE`, `AT_PAGESZ`).
     pub page_size: u64,
     /// `TASK_SIZE` for a 64-bit task.
@@ -152,103 +160,6 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// Linux 6.18 on x86_64 with 4-level paging, defaults of a Debian/Firecracker build:
-    /// 8 MiB stack, randomization on, 4+2 vvar pages and a 2-page placeholder vDSO image.
-    pub fn linux_6_18_x86_64() -> Self {
-        let page = 4096;
-        Profile {
-            arch: Arch::X86_64,
-            page_size: page,
-            task_size: x86_64::DEFAULT_MAP_WINDOW,
-            stack_top: x86_64::DEFAULT_MAP_WINDOW,
-            stack_top_max: x86_64::DEFAULT_MAP_WINDOW,
-            elf_et_dyn_base: x86_64::DEFAULT_MAP_WINDOW / 3 * 2,
-            task_unmapped_base: (x86_64::DEFAULT_MAP_WINDOW / 3).next_multiple_of(page),
-            hwcap: 0x178b_fbff,
-            hwcap2: 0x2,
-            hwcap3: None,
-            minsigstksz: 0xd30,
-            platform: String::from("x86_64"),
-            clock_ticks: 100,
-            rseq: Some((28, 32)),
-            vdso: Some(Vdso {
-                data: vec![
-                    VdsoPart {
-                        name: String::from("[vvar]"),
-                        pages: 4,
-                        prot: crate::prot::Prot::READ,
-                    },
-                    VdsoPart {
-                        name: String::from("[vvar_vclock]"),
-                        pages: 2,
-                        prot: crate::prot::Prot::READ,
-                    },
-                ],
-                image: Arc::from(crate::vdso::image::placeholder(Arch::X86_64, 2, page)),
-            }),
-            vsyscall: true,
-            stack_rlimit: Some(8 << 20),
-            mmap_min_addr: 4096,
-            stack_guard_gap: 256 * page,
-            legacy_va_layout: false,
-            randomize_va_space: 2,
-            mmap_rnd_bits: 28,
-            personality: 0,
-            credentials: Credentials::root(),
-            cap_sys_rawio: true,
-        }
-    }
-
-    /// Linux 6.18 on AArch64 with 4 KiB pages and 48-bit VA: 8 MiB stack, randomization on,
-    /// 4 vvar pages and a 1-page placeholder vDSO image.
-    pub fn linux_6_18_aarch64() -> Self {
-        let page = 4096;
-        let top = aarch64::DEFAULT_MAP_WINDOW_64;
-        Profile {
-            arch: Arch::Aarch64,
-            page_size: page,
-            task_size: top,
-            stack_top: top,
-            stack_top_max: top,
-            elf_et_dyn_base: 2 * top / 3,
-            task_unmapped_base: (top / 4).next_multiple_of(page),
-            hwcap: 0xfdff_ffff,
-            hwcap2: 0x3_ffff,
-            hwcap3: Some(0),
-            minsigstksz: 0x2700,
-            platform: String::from("aarch64"),
-            clock_ticks: 100,
-            rseq: Some((28, 32)),
-            vdso: Some(Vdso {
-                data: vec![VdsoPart {
-                    name: String::from("[vvar]"),
-                    pages: 4,
-                    prot: crate::prot::Prot::READ,
-                }],
-                image: Arc::from(crate::vdso::image::placeholder(Arch::Aarch64, 1, page)),
-            }),
-            vsyscall: false,
-            stack_rlimit: Some(8 << 20),
-            mmap_min_addr: 4096,
-            stack_guard_gap: 256 * page,
-            legacy_va_layout: false,
-            randomize_va_space: 2,
-            mmap_rnd_bits: 18,
-            personality: 0,
-            credentials: Credentials::root(),
-            cap_sys_rawio: true,
-        }
-    }
-
-    /// A preset by name: `"x86_64"`/`"linux-6.18-x86_64"` or `"aarch64"`/`"linux-6.18-aarch64"`.
-    pub fn preset(name: &str) -> Option<Self> {
-        match name {
-            "x86_64" | "linux-6.18-x86_64" => Some(Self::linux_6_18_x86_64()),
-            "aarch64" | "arm64" | "linux-6.18-aarch64" => Some(Self::linux_6_18_aarch64()),
-            _ => None,
-        }
-    }
-
     /// Whether the exec randomizes (`PF_RANDOMIZE`), before set-id adjustments.
     pub fn randomizes(&self) -> bool {
         self.personality & ADDR_NO_RANDOMIZE == 0 && self.randomize_va_space != 0

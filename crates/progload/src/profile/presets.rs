@@ -1,0 +1,186 @@
+//! Presets: profiles for a kernel release and architecture, for planning with no host at all
+//! (or for another machine than this one).
+//!
+//! A preset knows what follows from the release and the architecture with the configuration
+//! Debian builds its kernels with (4 KiB pages, 4-level paging / 48-bit VA, `CONFIG_RSEQ`,
+//! `CONFIG_COMPAT_BRK` off, vsyscall emulation on x86_64). It cannot know what depends on the
+//! machine or the build: the CPU's hwcaps and platform string, the signal frame size
+//! (`AT_MINSIGSTKSZ`), the vDSO image (a placeholder of the right shape stands in for it), the
+//! caller's stack limit and credentials (8 MiB, root), and the sysctls (defaults). The
+//! profile `progload profile` prints on a machine carries those exactly.
+
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec;
+use alloc::vec::Vec;
+
+use super::{Credentials, KernelVersion, Profile, Vdso, VdsoPart};
+use crate::arch::{aarch64, x86_64, Arch};
+use crate::prot::Prot;
+use crate::vdso::image::placeholder;
+
+/// The preset names and the kernel each plans for: Debian 11 (bullseye), 12 (bookworm) and
+/// 13 (trixie) with their security updates, and Linux 6.18.
+pub const PRESETS: &[(&str, Arch, KernelVersion)] = &[
+    ("x86_64-5.10", Arch::X86_64, KernelVersion::new(5, 10, 262)),
+    ("x86_64-6.1", Arch::X86_64, KernelVersion::new(6, 1, 192)),
+    ("x86_64-6.12", Arch::X86_64, KernelVersion::new(6, 12, 118)),
+    ("x86_64-6.18", Arch::X86_64, KernelVersion::new(6, 18, 0)),
+    (
+        "aarch64-5.10",
+        Arch::Aarch64,
+        KernelVersion::new(5, 10, 262),
+    ),
+    ("aarch64-6.1", Arch::Aarch64, KernelVersion::new(6, 1, 192)),
+    (
+        "aarch64-6.12",
+        Arch::Aarch64,
+        KernelVersion::new(6, 12, 118),
+    ),
+    ("aarch64-6.18", Arch::Aarch64, KernelVersion::new(6, 18, 0)),
+];
+
+/// Names that stand for another preset: the bare architecture is its newest kernel.
+const ALIASES: &[(&str, &str)] = &[
+    ("x86_64", "x86_64-6.18"),
+    ("linux-6.18-x86_64", "x86_64-6.18"),
+    ("aarch64", "aarch64-6.18"),
+    ("arm64", "aarch64-6.18"),
+    ("linux-6.18-aarch64", "aarch64-6.18"),
+];
+
+fn part(name: &str, pages: u64) -> VdsoPart {
+    VdsoPart {
+        name: String::from(name),
+        pages,
+        prot: Prot::READ,
+    }
+}
+
+/// `AT_RSEQ_FEATURE_SIZE`/`AT_RSEQ_ALIGN`: emitted since 6.3 ("rseq: Introduce feature size
+/// and alignment ELF auxiliary vector entries"); `struct rseq` is 28 bytes through 6.18.
+fn rseq(kernel: KernelVersion) -> Option<(u64, u64)> {
+    kernel.since(6, 3).then_some((28, 32))
+}
+
+impl Profile {
+    /// Linux 6.18 on x86_64 (the [`Profile::linux_x86_64`] preset of 6.18).
+    pub fn linux_6_18_x86_64() -> Self {
+        Self::linux_x86_64(KernelVersion::new(6, 18, 0))
+    }
+
+    /// Linux 6.18 on AArch64 (the [`Profile::linux_aarch64`] preset of 6.18).
+    pub fn linux_6_18_aarch64() -> Self {
+        Self::linux_aarch64(KernelVersion::new(6, 18, 0))
+    }
+
+    /// Linux `kernel` on x86_64 with 4-level paging and Debian's configuration: 8 MiB stack,
+    /// randomization on, root, a 2-page placeholder vDSO image, and the vvar pages of that
+    /// release: one 4-page `[vvar]` up to 6.12; 2 pages of `[vvar]` and 2 of `[vvar_vclock]`
+    /// from 6.13 ("x86/vdso: Split virtual clock pages into dedicated mapping"); 4 and 2 from
+    /// 6.15 (the generic vDSO datastore).
+    pub fn linux_x86_64(kernel: KernelVersion) -> Self {
+        let page = 4096;
+        let data = if kernel.since(6, 15) {
+            vec![part("[vvar]", 4), part("[vvar_vclock]", 2)]
+        } else if kernel.since(6, 13) {
+            vec![part("[vvar]", 2), part("[vvar_vclock]", 2)]
+        } else {
+            vec![part("[vvar]", 4)]
+        };
+        Profile {
+            arch: Arch::X86_64,
+            kernel,
+            page_size: page,
+            task_size: x86_64::DEFAULT_MAP_WINDOW,
+            stack_top: x86_64::DEFAULT_MAP_WINDOW,
+            stack_top_max: x86_64::DEFAULT_MAP_WINDOW,
+            elf_et_dyn_base: x86_64::DEFAULT_MAP_WINDOW / 3 * 2,
+            task_unmapped_base: (x86_64::DEFAULT_MAP_WINDOW / 3).next_multiple_of(page),
+            hwcap: 0x178b_fbff,
+            hwcap2: 0x2,
+            hwcap3: None,
+            minsigstksz: 0xd30,
+            platform: String::from("x86_64"),
+            clock_ticks: 100,
+            rseq: rseq(kernel),
+            vdso: Some(Vdso {
+                data,
+                image: Arc::from(placeholder(Arch::X86_64, 2, page)),
+            }),
+            vsyscall: true,
+            stack_rlimit: Some(8 << 20),
+            mmap_min_addr: 4096,
+            stack_guard_gap: 256 * page,
+            legacy_va_layout: false,
+            randomize_va_space: 2,
+            mmap_rnd_bits: 28,
+            personality: 0,
+            credentials: Credentials::root(),
+            cap_sys_rawio: true,
+        }
+    }
+
+    /// Linux `kernel` on AArch64 with 4 KiB pages, 48-bit VA and Debian's configuration:
+    /// 8 MiB stack, randomization on, root, a 1-page placeholder vDSO image, `[vvar]` of 2
+    /// pages (4 from 6.15), and `AT_HWCAP3` from 6.13 ("arm64: Support AT_HWCAP3").
+    pub fn linux_aarch64(kernel: KernelVersion) -> Self {
+        let page = 4096;
+        let top = aarch64::DEFAULT_MAP_WINDOW_64;
+        let vvar = if kernel.since(6, 15) { 4 } else { 2 };
+        Profile {
+            arch: Arch::Aarch64,
+            kernel,
+            page_size: page,
+            task_size: top,
+            stack_top: top,
+            stack_top_max: top,
+            elf_et_dyn_base: 2 * top / 3,
+            task_unmapped_base: (top / 4).next_multiple_of(page),
+            hwcap: 0xfdff_ffff,
+            hwcap2: 0x3_ffff,
+            hwcap3: kernel.since(6, 13).then_some(0),
+            minsigstksz: 0x2700,
+            platform: String::from("aarch64"),
+            clock_ticks: 100,
+            rseq: rseq(kernel),
+            vdso: Some(Vdso {
+                data: vec![part("[vvar]", vvar)],
+                image: Arc::from(placeholder(Arch::Aarch64, 1, page)),
+            }),
+            vsyscall: false,
+            stack_rlimit: Some(8 << 20),
+            mmap_min_addr: 4096,
+            stack_guard_gap: 256 * page,
+            legacy_va_layout: false,
+            randomize_va_space: 2,
+            mmap_rnd_bits: 18,
+            personality: 0,
+            credentials: Credentials::root(),
+            cap_sys_rawio: true,
+        }
+    }
+
+    /// A preset by name: one of [`PRESETS`] (`x86_64-6.1`, `aarch64-6.12`, ...), or an alias:
+    /// `x86_64`, `aarch64` (`arm64`) for the newest kernel.
+    pub fn preset(name: &str) -> Option<Self> {
+        let name = ALIASES
+            .iter()
+            .find(|(alias, _)| *alias == name)
+            .map_or(name, |&(_, to)| to);
+        let &(_, arch, kernel) = PRESETS.iter().find(|(n, _, _)| *n == name)?;
+        Some(match arch {
+            Arch::X86_64 => Self::linux_x86_64(kernel),
+            Arch::Aarch64 => Self::linux_aarch64(kernel),
+        })
+    }
+
+    /// Every preset name, aliases included.
+    pub fn preset_names() -> Vec<&'static str> {
+        PRESETS
+            .iter()
+            .map(|p| p.0)
+            .chain(ALIASES.iter().map(|a| a.0))
+            .collect()
+    }
+}

@@ -1,0 +1,164 @@
+//! What changed in exec between the kernel releases progload plans for (5.10 to 6.18): one
+//! flag per change, each named after the kernel commit that made it, with the stable lines
+//! it was back-ported to. The pipeline asks [`ExecRules`] instead of comparing versions, so
+//! every version-dependent rule is listed here, in one place, and pinned by a unit test.
+//!
+//! Changes that only alter values the profile carries anyway (auxv entries read from the
+//! host, the vvar pages, `AT_HWCAP3`, the rseq sizes) live in the presets
+//! ([`super::presets`]), not here.
+
+use super::KernelVersion;
+
+/// The exec rules of one kernel release. `true` means the release has the change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[allow(clippy::struct_excessive_bools)] // one flag per kernel change, by design
+pub struct ExecRules {
+    /// 5.14, "x86/elf: Support a new ELF aux vector AT_MINSIGSTKSZ": x86's `ARCH_DLINFO`
+    /// emits `AT_MINSIGSTKSZ` after `AT_SYSINFO_EHDR`. Not in 5.10.y.
+    pub x86_at_minsigstksz: bool,
+    /// 5.16, "binfmt_elf: reintroduce using MAP_FIXED_NOREPLACE": the first PT_LOAD of an
+    /// ET_EXEC, and of an ET_DYN with an interpreter, is mapped `MAP_FIXED_NOREPLACE`, so a
+    /// collision kills the exec; before, `MAP_FIXED` replaced what was there.
+    pub first_load_noreplace: bool,
+    /// 5.18, "ELF: fix overflow in total mapping size calculation": `total_mapping_size()`
+    /// spans from the lowest PT_LOAD page to the highest segment end; before, from the first
+    /// PT_LOAD to the end of the last one in table order.
+    pub total_size_spans_all: bool,
+    /// 5.18, "fs/binfmt_elf: Fix AT_PHDR for unusual ELF files" (5.10.110, 5.15.33):
+    /// `AT_PHDR` is found through the PT_LOAD whose file range holds the program headers;
+    /// before, it was the first PT_LOAD's `p_vaddr - p_offset` plus `e_phoff`.
+    pub at_phdr_from_containing_load: bool,
+    /// 5.18, "mm/readahead: Align file mappings for non-DAX": a non-fixed private file
+    /// mapping of 2 MiB or more on ext4/xfs/btrfs (...) is placed 2 MiB-congruent to its
+    /// offset (`thp_get_unmapped_area()`); before, only on DAX.
+    pub thp_file_alignment: bool,
+    /// 6.8, the top-down fix of `thp_get_unmapped_area()`: when the top-down search
+    /// already returns an aligned address, the mapping is put 2 MiB higher in the padded
+    /// range; before, at the address returned.
+    pub thp_topdown_skips_aligned: bool,
+    /// 6.8, "execve: open the executable file before doing anything else": the file is
+    /// opened before argv and envp are counted, so a path error wins over E2BIG; before,
+    /// E2BIG won.
+    pub open_before_strings: bool,
+    /// 6.9, "x86: Increase brk randomness entropy for 64-bit systems" (5.10.225, 5.15.166,
+    /// 6.1.107, 6.6.48): x86_64's brk is randomized over 1 GiB; before, 32 MiB.
+    pub x86_brk_1g: bool,
+    /// 6.10, "binfmt_elf: Leave a gap between .bss and brk" (6.1.140, 6.6.92): a randomized
+    /// brk that stays after the program starts one page above it.
+    pub brk_gap: bool,
+    /// 6.11, "binfmt_elf: Honor PT_LOAD alignment for static PIE" (6.1.140, 6.6.92): an
+    /// ET_DYN without interpreter whose PT_LOADs ask for more than a page of alignment is
+    /// placed where a probe mapping lands, aligned; before, wherever a mapping at hint 0
+    /// lands.
+    pub static_pie_alignment: bool,
+    /// 6.14, "exec: fix up /proc/pid/comm in the execveat(AT_EMPTY_PATH) case" (6.1.129,
+    /// 6.6.78, 6.12.14): an fd exec names the task after the file; before, after the last
+    /// component of `/dev/fd/N`, the number.
+    pub fd_exec_comm_from_dentry: bool,
+    /// 6.15, "binfmt_elf: Move brk for static PIE even if ASLR disabled" (6.1.140, 6.6.92,
+    /// 6.12.30): the brk of an ET_DYN without interpreter starts at `ELF_ET_DYN_BASE` always;
+    /// before, only when the brk was randomized.
+    pub static_pie_brk_always_moved: bool,
+    /// 6.17, "binfmt_elf: remove the 4k limitation of program header size": a program header
+    /// table may fill up to 64 KiB; before, at most `ELF_MIN_ALIGN` (a page).
+    pub phdrs_beyond_a_page: bool,
+}
+
+impl KernelVersion {
+    /// The exec rules of this release.
+    pub fn rules(self) -> ExecRules {
+        ExecRules {
+            x86_at_minsigstksz: self.since(5, 14),
+            first_load_noreplace: self.since(5, 16),
+            total_size_spans_all: self.since(5, 18),
+            at_phdr_from_containing_load: self.has(5, 18, &[(5, 10, 110), (5, 15, 33)]),
+            thp_file_alignment: self.since(5, 18),
+            thp_topdown_skips_aligned: self.since(6, 8),
+            open_before_strings: self.since(6, 8),
+            x86_brk_1g: self.has(6, 9, &[(5, 10, 225), (5, 15, 166), (6, 1, 107), (6, 6, 48)]),
+            brk_gap: self.has(6, 10, &[(6, 1, 140), (6, 6, 92)]),
+            static_pie_alignment: self.has(6, 11, &[(6, 1, 140), (6, 6, 92)]),
+            fd_exec_comm_from_dentry: self.has(6, 14, &[(6, 1, 129), (6, 6, 78), (6, 12, 14)]),
+            static_pie_brk_always_moved: self.has(6, 15, &[(6, 1, 140), (6, 6, 92), (6, 12, 30)]),
+            phdrs_beyond_a_page: self.since(6, 17),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::KernelVersion as K;
+    use super::ExecRules;
+
+    /// Asserts that `rule` is off at `before` and on at `first`.
+    fn pin(rule: fn(&ExecRules) -> bool, before: K, first: K) {
+        assert!(!rule(&before.rules()), "{before} must not have it");
+        assert!(rule(&first.rules()), "{first} must have it");
+    }
+
+    #[test]
+    fn mainline_releases() {
+        let k = K::new;
+        pin(|r| r.x86_at_minsigstksz, k(5, 13, 19), k(5, 14, 0));
+        pin(|r| r.first_load_noreplace, k(5, 15, 200), k(5, 16, 0));
+        pin(|r| r.total_size_spans_all, k(5, 17, 15), k(5, 18, 0));
+        pin(|r| r.thp_file_alignment, k(5, 17, 15), k(5, 18, 0));
+        pin(|r| r.thp_topdown_skips_aligned, k(6, 7, 12), k(6, 8, 0));
+        pin(|r| r.open_before_strings, k(6, 7, 12), k(6, 8, 0));
+        pin(|r| r.phdrs_beyond_a_page, k(6, 16, 12), k(6, 17, 0));
+    }
+
+    #[test]
+    fn stable_backports() {
+        let k = K::new;
+        pin(
+            |r| r.at_phdr_from_containing_load,
+            k(5, 10, 109),
+            k(5, 10, 110),
+        );
+        pin(
+            |r| r.at_phdr_from_containing_load,
+            k(5, 15, 32),
+            k(5, 15, 33),
+        );
+        pin(|r| r.x86_brk_1g, k(5, 10, 224), k(5, 10, 225));
+        pin(|r| r.x86_brk_1g, k(6, 1, 106), k(6, 1, 107));
+        pin(|r| r.brk_gap, k(6, 1, 139), k(6, 1, 140));
+        pin(|r| r.static_pie_alignment, k(6, 6, 91), k(6, 6, 92));
+        pin(|r| r.fd_exec_comm_from_dentry, k(6, 12, 13), k(6, 12, 14));
+        pin(|r| r.fd_exec_comm_from_dentry, k(6, 1, 128), k(6, 1, 129));
+        pin(
+            |r| r.static_pie_brk_always_moved,
+            k(6, 12, 29),
+            k(6, 12, 30),
+        );
+        // Not back-ported to 5.10.y.
+        assert!(!k(5, 10, 262).rules().static_pie_brk_always_moved);
+        assert!(!k(5, 10, 262).rules().brk_gap);
+        // 6.9's mainline change covers 6.9 and later whatever the point release.
+        assert!(k(6, 9, 0).rules().x86_brk_1g);
+    }
+
+    #[test]
+    fn newest_release_has_every_rule() {
+        let r = K::new(6, 18, 0).rules();
+        assert_eq!(
+            r,
+            ExecRules {
+                x86_at_minsigstksz: true,
+                first_load_noreplace: true,
+                total_size_spans_all: true,
+                at_phdr_from_containing_load: true,
+                thp_file_alignment: true,
+                thp_topdown_skips_aligned: true,
+                open_before_strings: true,
+                x86_brk_1g: true,
+                brk_gap: true,
+                static_pie_alignment: true,
+                fd_exec_comm_from_dentry: true,
+                static_pie_brk_always_moved: true,
+                phdrs_beyond_a_page: true,
+            }
+        );
+    }
+}
