@@ -84,6 +84,12 @@ fuzz_target!(|input: Input| {
         strings: &s,
         arg_start,
         top,
+        // The low bit of the offset picks the identity arch_align_stack() (riscv before 6.12).
+        align: if input.align_sub & 1 == 1 {
+            progload::arch::AlignStack::Identity
+        } else {
+            progload::arch::AlignStack::Below8k
+        },
         align_sub: u64::from(input.align_sub) % 8192,
         platform: &cstring(&input.platform),
         random: input.random,

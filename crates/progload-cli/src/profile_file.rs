@@ -53,6 +53,9 @@ pub struct ProfileFile {
     hwcap2: u64,
     #[serde(default)]
     hwcap3: Option<u64>,
+    /// riscv64's cache entries, `[[type, value], ...]`; empty elsewhere.
+    #[serde(default)]
+    cache_auxv: Vec<(u64, u64)>,
     minsigstksz: u64,
     platform: String,
     clock_ticks: u64,
@@ -102,6 +105,7 @@ impl From<&Profile> for ProfileFile {
             hwcap: p.hwcap,
             hwcap2: p.hwcap2,
             hwcap3: p.hwcap3,
+            cache_auxv: p.cache_auxv.clone(),
             minsigstksz: p.minsigstksz,
             platform: p.platform.clone(),
             clock_ticks: p.clock_ticks,
@@ -192,6 +196,7 @@ impl TryFrom<ProfileFile> for Profile {
             hwcap: f.hwcap,
             hwcap2: f.hwcap2,
             hwcap3: f.hwcap3,
+            cache_auxv: f.cache_auxv,
             minsigstksz: f.minsigstksz,
             platform: f.platform,
             clock_ticks: f.clock_ticks,

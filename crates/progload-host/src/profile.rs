@@ -5,6 +5,7 @@ use std::fs;
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
+use progload::arch::riscv64::{AT_L1I_CACHESIZE, AT_L3_CACHEGEOMETRY};
 use progload::auxv::*;
 use progload::profile::{Credentials, KernelVersion, Profile, Vdso, VdsoPart};
 
@@ -74,14 +75,21 @@ pub fn kernel_version() -> std::io::Result<KernelVersion> {
 /// # Errors
 /// When /proc cannot be read.
 pub fn host_profile() -> std::io::Result<Profile> {
+    let kernel = kernel_version()?;
     let mut p = if cfg!(target_arch = "aarch64") {
-        Profile::linux_6_18_aarch64()
+        Profile::linux_aarch64(kernel)
+    } else if cfg!(target_arch = "riscv64") {
+        riscv64_layout(Profile::linux_riscv64(kernel))
     } else {
-        Profile::linux_6_18_x86_64()
+        Profile::linux_x86_64(kernel)
     };
     p.page_size = rustix::param::page_size() as u64;
-    p.kernel = kernel_version()?;
     let auxv = self_auxv();
+    p.cache_auxv = auxv
+        .iter()
+        .copied()
+        .filter(|(t, _)| (AT_L1I_CACHESIZE..=AT_L3_CACHEGEOMETRY).contains(t))
+        .collect();
     let get = |t: u64| auxv.iter().find(|(k, _)| *k == t).map(|&(_, v)| v);
     if let Some(v) = get(AT_HWCAP) {
         p.hwcap = v;
@@ -170,6 +178,28 @@ pub fn host_profile() -> std::io::Result<Profile> {
         .is_ok_and(|m| m.split_whitespace().eq(["0", "0", "4294967295"]));
     p.cap_sys_rawio = initial_ns && capability(&status, "CapBnd:", 17);
     Ok(p)
+}
+
+/// riscv64's paging mode, from the `mmu` line of /proc/cpuinfo: `TASK_SIZE` is half of the
+/// VA space (2^38 on sv39, 2^47 on sv48, 2^56 on sv57), and since 6.6 the stack top and
+/// `ELF_ET_DYN_BASE` derive from a window of at most 2^47 (`STACK_TOP_MAX` stays `TASK_SIZE`).
+fn riscv64_layout(mut p: Profile) -> Profile {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let mmu = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("mmu")?.split(':').nth(1))
+        .map(str::trim);
+    let va_bits = match mmu {
+        Some("sv39") => 39,
+        Some("sv57") => 57,
+        _ => 48,
+    };
+    let window = 1u64 << (va_bits.min(48) - 1);
+    p.task_size = 1u64 << (va_bits - 1);
+    p.stack_top = window;
+    p.stack_top_max = p.task_size;
+    p.elf_et_dyn_base = window / 3 * 2;
+    p
 }
 
 fn credentials_in(status: &str) -> Credentials {

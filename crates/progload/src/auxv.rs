@@ -98,6 +98,14 @@ pub fn name(t: u64) -> Option<&'static str> {
         AT_EXECFN => "EXECFN",
         AT_SYSINFO_EHDR => "SYSINFO_EHDR",
         AT_MINSIGSTKSZ => "MINSIGSTKSZ",
+        40 => "L1I_CACHESIZE",
+        41 => "L1I_CACHEGEOMETRY",
+        42 => "L1D_CACHESIZE",
+        43 => "L1D_CACHEGEOMETRY",
+        44 => "L2_CACHESIZE",
+        45 => "L2_CACHEGEOMETRY",
+        46 => "L3_CACHESIZE",
+        47 => "L3_CACHEGEOMETRY",
         _ => return None,
     })
 }
@@ -141,9 +149,14 @@ pub fn build(profile: &Profile, inp: &AuxvInputs<'_>) -> Vec<(u64, u64)> {
     }
     // arm64's ARCH_DLINFO writes AT_IGNORE when the signal frame size is unknown; x86's
     // has AT_MINSIGSTKSZ since 5.14.
+    // riscv's has its cache entries first, and AT_MINSIGSTKSZ (or AT_IGNORE) since 6.5
+    // ("riscv: signal: Report signal frame size to userspace via auxv").
+    auxv.extend_from_slice(&profile.cache_auxv);
+    let rules = profile.kernel.rules();
     match profile.arch {
-        Arch::Aarch64 if profile.minsigstksz == 0 => auxv.push((AT_IGNORE, 0)),
-        Arch::X86_64 if !profile.kernel.rules().x86_at_minsigstksz => {}
+        Arch::X86_64 if !rules.x86_at_minsigstksz => {}
+        Arch::Riscv64 if !rules.riscv_at_minsigstksz => {}
+        Arch::Aarch64 | Arch::Riscv64 if profile.minsigstksz == 0 => auxv.push((AT_IGNORE, 0)),
         _ => auxv.push((AT_MINSIGSTKSZ, profile.minsigstksz)),
     }
     auxv.push((AT_HWCAP, profile.hwcap));
@@ -166,7 +179,9 @@ pub fn build(profile: &Profile, inp: &AuxvInputs<'_>) -> Vec<(u64, u64)> {
     auxv.push((AT_EGID, u64::from(inp.creds.egid)));
     auxv.push((AT_SECURE, u64::from(inp.creds.secureexec)));
     auxv.push((AT_RANDOM, inp.random_addr));
-    auxv.push((AT_HWCAP2, profile.hwcap2));
+    if profile.arch.spec().hwcap2 {
+        auxv.push((AT_HWCAP2, profile.hwcap2));
+    }
     if let Some(h3) = profile.hwcap3 {
         auxv.push((AT_HWCAP3, h3));
     }

@@ -221,6 +221,9 @@ pub enum Error {
         /// The profile's.
         expected: u16,
     },
+    /// `EI_CLASS` is not ELFCLASS64 where `elf_check_arch()` requires it (riscv64).
+    #[error("ELF class {0} is not ELFCLASS64 (2), which this architecture's loader requires")]
+    ElfClass(u8),
     /// `e_phentsize` is not the size of a program header.
     #[error("e_phentsize is {0}, not 56")]
     PhentSize(u16),
@@ -361,6 +364,7 @@ impl Error {
             | Error::Script(_)
             | Error::ElfType(_)
             | Error::ElfMachine { .. }
+            | Error::ElfClass(_)
             | Error::CompatElf { .. }
             | Error::PhentSize(_)
             | Error::PhNum(_)
@@ -412,6 +416,7 @@ impl Error {
             | Error::ElfType(_)
             | Error::CompatElf { .. }
             | Error::ElfMachine { .. }
+            | Error::ElfClass(_)
             | Error::PhentSize(_)
             | Error::PhNum(_)
             | Error::PhdrsShort { .. }

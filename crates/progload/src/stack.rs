@@ -5,6 +5,7 @@
 use alloc::collections::VecDeque;
 use alloc::vec::Vec;
 
+use crate::arch::{AlignStack, Arch};
 use crate::error::{Error, Result};
 use crate::mm::{page_align, page_start, Backing, Mm, Vma};
 use crate::prot::Prot;
@@ -179,6 +180,8 @@ pub struct Tables<'a> {
     pub arg_start: u64,
     /// The stack top (end of the stack VMA).
     pub top: u64,
+    /// What `arch_align_stack()` does.
+    pub align: AlignStack,
     /// Random amount `arch_align_stack` subtracts (0 without randomization).
     pub align_sub: u64,
     /// The platform string (without NUL), if any.
@@ -194,7 +197,7 @@ impl Tables<'_> {
     /// # Errors
     /// [`Error::Stack`] when the stack top is too low to hold them.
     pub fn string_addrs(&self) -> Result<(u64, u64)> {
-        let p = self.arg_start.wrapping_sub(self.align_sub) & !0xf;
+        let p = align_stack(self.align, self.arg_start, self.align_sub);
         let platform = if self.platform.is_empty() {
             p
         } else {
@@ -295,17 +298,33 @@ pub struct StackVma {
     pub arg_start: u64,
 }
 
-/// `arch_align_stack()`'s random part: the bytes it subtracts (0 without randomization).
-pub fn align_stack_rnd<N: Clone>(mm: &mut Mm<'_, N>) -> u64 {
-    if !mm.randomize {
-        return 0;
+/// What `arch_align_stack()` does on the profile's kernel.
+pub fn align_stack_kind<N: Clone>(mm: &Mm<'_, N>) -> AlignStack {
+    let arch = mm.profile.arch;
+    if arch == Arch::Riscv64 && !mm.rules.riscv_align_stack {
+        return AlignStack::Identity;
     }
-    let range = if mm.profile.arch.spec().align_stack_rnd_8k {
-        8192
-    } else {
-        mm.page
+    arch.spec().align_stack
+}
+
+/// `arch_align_stack()`'s random part: the bytes it subtracts (0 without randomization, or
+/// when it is the identity).
+pub fn align_stack_rnd<N: Clone>(mm: &mut Mm<'_, N>) -> u64 {
+    let range = match align_stack_kind(mm) {
+        _ if !mm.randomize => return 0,
+        AlignStack::Identity => return 0,
+        AlignStack::Below8k => 8192,
+        AlignStack::BelowPage => mm.page,
     };
     mm.rnd().checked_rem(range).unwrap_or(0)
+}
+
+/// `arch_align_stack()` of `sp` with the random amount `sub` already drawn.
+pub fn align_stack(kind: AlignStack, sp: u64, sub: u64) -> u64 {
+    match kind {
+        AlignStack::Identity => sp,
+        AlignStack::Below8k | AlignStack::BelowPage => sp.wrapping_sub(sub) & !0xf,
+    }
 }
 
 /// `setup_arg_pages()` with the stack top `randomize_stack_top()` and `arch_align_stack()`
@@ -323,14 +342,14 @@ pub fn setup_arg_pages<N: Clone>(
 ) -> Result<StackVma> {
     let profile = mm.profile;
     let page = mm.page;
-    let spec = profile.arch.spec();
     let mut stack_top = page_align(profile.stack_top, page);
     if mm.randomize {
-        let r = (mm.rnd() & spec.stack_rnd_mask).saturating_mul(page);
+        let r = (mm.rnd() & mm.stack_rnd_mask()).saturating_mul(page);
         stack_top = stack_top.saturating_sub(r);
     }
-    stack_top = stack_top.saturating_sub(align_stack_rnd(mm));
-    stack_top = page_align(stack_top & !0xf, page);
+    let kind = align_stack_kind(mm);
+    let sub = align_stack_rnd(mm);
+    stack_top = page_align(align_stack(kind, stack_top.saturating_sub(sub), 0), page);
     let top_max = profile.stack_top_max;
     // The strings are at most 6 MiB (the E2BIG budget) and stack_top_max >= stack_top >=
     // 64 GiB (validate()), so the subtractions below stay far from zero.

@@ -50,6 +50,7 @@ fn stack_strings_far_below_top_are_refused() {
         strings: &strings,
         arg_start: 0x0007_0707_0707_0707,
         top: 0x0707_7fff_ffff_f000,
+        align: progload::arch::AlignStack::Below8k,
         align_sub: 0,
         platform: b"",
         random: [0; 16],

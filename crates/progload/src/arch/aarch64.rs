@@ -1,6 +1,6 @@
 //! AArch64 (`arch/arm64/include/asm/{elf.h,processor.h,memory.h}`, generic `mm/util.c`).
 
-use super::ArchSpec;
+use super::{AlignStack, ArchSpec};
 
 /// `EM_AARCH64`.
 pub const EM_AARCH64: u16 = 183;
@@ -19,8 +19,10 @@ pub const SPEC: ArchSpec = ArchSpec {
     mmap_rnd_bits: 18,
     stack_rnd_mask: 0x3_ffff,
     brk_rnd_range: 1 << 30,
-    align_stack_rnd_8k: false,
+    align_stack: AlignStack::BelowPage,
     legacy_on_unlimited_stack: true,
+    checks_class: false,
+    hwcap2: true,
     parses_gnu_property: true,
     platform: "aarch64",
 };

@@ -1,6 +1,7 @@
 //! Architecture descriptions: the constants and rules of `arch/*/include/asm` that differ.
 
 pub mod aarch64;
+pub mod riscv64;
 pub mod x86_64;
 
 use alloc::vec::Vec;
@@ -12,6 +13,21 @@ pub enum Arch {
     X86_64,
     /// AArch64 (native 64-bit tasks).
     Aarch64,
+    /// RISC-V 64 (native 64-bit tasks).
+    Riscv64,
+}
+
+/// What `arch_align_stack()` does to a stack address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlignStack {
+    /// Subtracts a random amount below 8 KiB (when randomizing), then rounds down to 16
+    /// bytes (x86).
+    Below8k,
+    /// Subtracts a random amount below a page (when randomizing), then rounds down to 16
+    /// bytes (arm64; riscv since 6.12).
+    BelowPage,
+    /// Nothing: the generic identity (riscv before 6.12).
+    Identity,
 }
 
 /// The per-architecture constants of the exec path.
@@ -28,15 +44,20 @@ pub struct ArchSpec {
     pub stack_rnd_mask: u64,
     /// Range of `arch_randomize_brk` in bytes.
     pub brk_rnd_range: u64,
-    /// Whether `arch_align_stack` subtracts a random amount below 8 KiB (x86) rather than
-    /// below one page (arm64).
-    pub align_stack_rnd_8k: bool,
+    /// What `arch_align_stack()` does (on the newest kernel; see
+    /// [`crate::profile::rules::ExecRules::align_stack`]).
+    pub align_stack: AlignStack,
     /// Whether an unlimited RLIMIT_STACK selects the legacy bottom-up layout (generic
     /// `mmap_is_legacy`; x86 does not).
     pub legacy_on_unlimited_stack: bool,
     /// Whether the kernel parses PT_GNU_PROPERTY (`CONFIG_ARCH_USE_GNU_PROPERTY`).
     pub parses_gnu_property: bool,
-    /// The default `ELF_PLATFORM` string.
+    /// Whether `elf_check_arch()` also requires `EI_CLASS` to be ELFCLASS64 (riscv, since its
+    /// compat support in 5.19; x86 and arm64 look at `e_machine` only).
+    pub checks_class: bool,
+    /// Whether `ELF_HWCAP2` is defined, so that the vector has `AT_HWCAP2`.
+    pub hwcap2: bool,
+    /// The default `ELF_PLATFORM` string (empty: none, no `AT_PLATFORM`).
     pub platform: &'static str,
 }
 
@@ -46,6 +67,7 @@ impl Arch {
         match self {
             Arch::X86_64 => &x86_64::SPEC,
             Arch::Aarch64 => &aarch64::SPEC,
+            Arch::Riscv64 => &riscv64::SPEC,
         }
     }
 
@@ -54,6 +76,7 @@ impl Arch {
         match self {
             Arch::X86_64 => "x86_64",
             Arch::Aarch64 => "aarch64",
+            Arch::Riscv64 => "riscv64",
         }
     }
 
@@ -62,6 +85,7 @@ impl Arch {
         match name {
             "x86_64" => Some(Arch::X86_64),
             "aarch64" | "arm64" => Some(Arch::Aarch64),
+            "riscv64" => Some(Arch::Riscv64),
             _ => None,
         }
     }
@@ -113,6 +137,17 @@ impl Registers {
                 ];
                 let mut v: Vec<(&'static str, u64)> = X.iter().map(|&n| (n, 0)).collect();
                 v.extend_from_slice(&[("sp", self.sp), ("pc", self.pc), ("pstate", 0)]);
+                v
+            }
+            Arch::Riscv64 => {
+                // `struct user_regs_struct` of arch/riscv/include/uapi/asm/ptrace.h.
+                const R: [&str; 31] = [
+                    "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2", "a3",
+                    "a4", "a5", "a6", "a7", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10",
+                    "s11", "t3", "t4", "t5", "t6",
+                ];
+                let mut v: Vec<(&'static str, u64)> = alloc::vec![("pc", self.pc)];
+                v.extend(R.iter().map(|&n| (n, if n == "sp" { self.sp } else { 0 })));
                 v
             }
         }

@@ -1,6 +1,6 @@
 //! x86_64 (`arch/x86/include/asm/{elf.h,processor.h,page_64_types.h}`, `arch/x86/mm/mmap.c`).
 
-use super::ArchSpec;
+use super::{AlignStack, ArchSpec};
 
 /// `EM_X86_64`.
 pub const EM_X86_64: u16 = 62;
@@ -21,8 +21,10 @@ pub const SPEC: ArchSpec = ArchSpec {
     mmap_rnd_bits: 28,
     stack_rnd_mask: 0x3f_ffff,
     brk_rnd_range: 1 << 30,
-    align_stack_rnd_8k: true,
+    align_stack: AlignStack::Below8k,
     legacy_on_unlimited_stack: false,
+    checks_class: false,
+    hwcap2: true,
     parses_gnu_property: false,
     platform: "x86_64",
 };

@@ -153,6 +153,15 @@ impl<'a, N: Clone> Mm<'a, N> {
         (self.rnd() & (1u64 << bits).wrapping_sub(1)).wrapping_mul(self.page)
     }
 
+    /// `STACK_RND_MASK` of the profile's architecture and kernel (in pages).
+    pub fn stack_rnd_mask(&self) -> u64 {
+        let arch = self.profile.arch;
+        if arch == crate::arch::Arch::Riscv64 && !self.rules.riscv_stack_rnd_1g {
+            return 0x7ff;
+        }
+        arch.spec().stack_rnd_mask
+    }
+
     /// `arch_pick_mmap_layout()` (x86 `mm/mmap.c`, generic `mm/util.c`): legacy bottom-up or
     /// top-down below `mmap_base`, which keeps a gap for the stack of the stack rlimit (`None`:
     /// unlimited), clamped to 128 MiB ..= 5/6 of the stack top.
@@ -172,7 +181,7 @@ impl<'a, N: Clone> Mm<'a, N> {
             let mut gap = rlimit.unwrap_or(u64::MAX);
             let mut pad = profile.stack_guard_gap;
             if self.randomize {
-                pad = pad.saturating_add(spec.stack_rnd_mask.saturating_mul(page));
+                pad = pad.saturating_add(self.stack_rnd_mask().saturating_mul(page));
             }
             if let Some(g) = gap.checked_add(pad) {
                 gap = g;

@@ -125,7 +125,10 @@ pub struct Profile {
     pub hwcap2: u64,
     /// `AT_HWCAP3`, emitted when present (arm64 6.18).
     pub hwcap3: Option<u64>,
-    /// `AT_MINSIGSTKSZ`; on arm64 a 0 emits `AT_IGNORE`.
+    /// riscv64's cache entries (`AT_L1I_CACHESIZE` ... `AT_L3_CACHEGEOMETRY`), in vector
+    /// order; empty on other architectures.
+    pub cache_auxv: Vec<(u64, u64)>,
+    /// `AT_MINSIGSTKSZ`; on arm64 and riscv64 a 0 emits `AT_IGNORE`.
     pub minsigstksz: u64,
     /// `ELF_PLATFORM` string (`AT_PLATFORM`).
     pub platform: String,

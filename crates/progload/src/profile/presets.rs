@@ -15,7 +15,7 @@ use alloc::vec;
 use alloc::vec::Vec;
 
 use super::{Credentials, KernelVersion, Profile, Vdso, VdsoPart};
-use crate::arch::{aarch64, x86_64, Arch};
+use crate::arch::{aarch64, riscv64, x86_64, Arch};
 use crate::prot::Prot;
 use crate::vdso::image::placeholder;
 
@@ -38,6 +38,11 @@ pub const PRESETS: &[(&str, Arch, KernelVersion)] = &[
         KernelVersion::new(6, 12, 118),
     ),
     ("aarch64-6.18", Arch::Aarch64, KernelVersion::new(6, 18, 0)),
+    (
+        "riscv64-6.12",
+        Arch::Riscv64,
+        KernelVersion::new(6, 12, 118),
+    ),
 ];
 
 /// Names that stand for another preset: the bare architecture is its newest kernel.
@@ -47,6 +52,7 @@ const ALIASES: &[(&str, &str)] = &[
     ("aarch64", "aarch64-6.18"),
     ("arm64", "aarch64-6.18"),
     ("linux-6.18-aarch64", "aarch64-6.18"),
+    ("riscv64", "riscv64-6.12"),
 ];
 
 fn part(name: &str, pages: u64) -> VdsoPart {
@@ -100,6 +106,7 @@ impl Profile {
             hwcap: 0x178b_fbff,
             hwcap2: 0x2,
             hwcap3: None,
+            cache_auxv: Vec::new(),
             minsigstksz: 0xd30,
             platform: String::from("x86_64"),
             clock_ticks: 100,
@@ -140,6 +147,7 @@ impl Profile {
             hwcap: 0xfdff_ffff,
             hwcap2: 0x3_ffff,
             hwcap3: kernel.since(6, 13).then_some(0),
+            cache_auxv: Vec::new(),
             minsigstksz: 0x2700,
             platform: String::from("aarch64"),
             clock_ticks: 100,
@@ -147,6 +155,53 @@ impl Profile {
             vdso: Some(Vdso {
                 data: vec![part("[vvar]", vvar)],
                 image: Arc::from(placeholder(Arch::Aarch64, 1, page)),
+            }),
+            vsyscall: false,
+            stack_rlimit: Some(8 << 20),
+            mmap_min_addr: 4096,
+            stack_guard_gap: 256 * page,
+            legacy_va_layout: false,
+            randomize_va_space: 2,
+            mmap_rnd_bits: 18,
+            personality: 0,
+            credentials: Credentials::root(),
+            cap_sys_rawio: true,
+        }
+    }
+
+    /// Linux `kernel` (6.6 or later) on RISC-V 64 with 4 KiB pages, sv48 or sv57 paging and
+    /// Debian's configuration: 8 MiB stack, randomization on, root, a 2-page placeholder vDSO
+    /// image below a `[vvar]` of 2 pages (4 from 6.15), the cache entries of a machine that
+    /// describes no caches (all 0, as under qemu), and the hwcaps of an RV64IMAFDC CPU.
+    /// Since 6.6 ("riscv: mm: Restrict address space for sv39,sv48,sv57") the stack top and
+    /// `ELF_ET_DYN_BASE` derive from a 2^47 window, and the legacy base from 2^39.
+    pub fn linux_riscv64(kernel: KernelVersion) -> Self {
+        let page = 4096;
+        let window = riscv64::DEFAULT_MAP_WINDOW_SV48;
+        let vvar = if kernel.since(6, 15) { 4 } else { 2 };
+        let caches = (riscv64::AT_L1I_CACHESIZE..=riscv64::AT_L3_CACHEGEOMETRY)
+            .map(|t| (t, 0))
+            .collect();
+        Profile {
+            arch: Arch::Riscv64,
+            kernel,
+            page_size: page,
+            task_size: window,
+            stack_top: window,
+            stack_top_max: window,
+            elf_et_dyn_base: window / 3 * 2,
+            task_unmapped_base: ((1u64 << 39) / 3).next_multiple_of(page),
+            hwcap: 0x112d,
+            hwcap2: 0,
+            hwcap3: None,
+            cache_auxv: caches,
+            minsigstksz: 0x4c0,
+            platform: String::new(),
+            clock_ticks: 100,
+            rseq: rseq(kernel),
+            vdso: Some(Vdso {
+                data: vec![part("[vvar]", vvar)],
+                image: Arc::from(placeholder(Arch::Riscv64, 2, page)),
             }),
             vsyscall: false,
             stack_rlimit: Some(8 << 20),
@@ -172,6 +227,7 @@ impl Profile {
         Some(match arch {
             Arch::X86_64 => Self::linux_x86_64(kernel),
             Arch::Aarch64 => Self::linux_aarch64(kernel),
+            Arch::Riscv64 => Self::linux_riscv64(kernel),
         })
     }
 

@@ -16,6 +16,9 @@ pub struct ExecRules {
     /// 5.14, "x86/elf: Support a new ELF aux vector AT_MINSIGSTKSZ": x86's `ARCH_DLINFO`
     /// emits `AT_MINSIGSTKSZ` after `AT_SYSINFO_EHDR`. Not in 5.10.y.
     pub x86_at_minsigstksz: bool,
+    /// 6.5, "riscv: signal: Report signal frame size to userspace via auxv": riscv's
+    /// `ARCH_DLINFO` ends with `AT_MINSIGSTKSZ` (`AT_IGNORE` when unknown).
+    pub riscv_at_minsigstksz: bool,
     /// 5.16, "binfmt_elf: reintroduce using MAP_FIXED_NOREPLACE": the first PT_LOAD of an
     /// ET_EXEC, and of an ET_DYN with an interpreter, is mapped `MAP_FIXED_NOREPLACE`, so a
     /// collision kills the exec; before, `MAP_FIXED` replaced what was there.
@@ -59,6 +62,13 @@ pub struct ExecRules {
     /// 6.12.30): the brk of an ET_DYN without interpreter starts at `ELF_ET_DYN_BASE` always;
     /// before, only when the brk was randomized.
     pub static_pie_brk_always_moved: bool,
+    /// 6.12, "riscv: Randomize lower bits of stack address": riscv's `arch_align_stack()`
+    /// subtracts a random amount below a page and rounds down to 16 bytes, as arm64's does;
+    /// before, it was the identity.
+    pub riscv_align_stack: bool,
+    /// 5.15, riscv's `STACK_RND_MASK` became `0x3ffff` (1 GiB of stack-top randomization);
+    /// before, the generic `0x7ff` (8 MiB).
+    pub riscv_stack_rnd_1g: bool,
     /// 6.17, "binfmt_elf: remove the 4k limitation of program header size": a program header
     /// table may fill up to 64 KiB; before, at most `ELF_MIN_ALIGN` (a page).
     pub phdrs_beyond_a_page: bool,
@@ -69,6 +79,7 @@ impl KernelVersion {
     pub fn rules(self) -> ExecRules {
         ExecRules {
             x86_at_minsigstksz: self.since(5, 14),
+            riscv_at_minsigstksz: self.since(6, 5),
             first_load_noreplace: self.since(5, 16),
             total_size_spans_all: self.since(5, 18),
             at_phdr_from_containing_load: self.has(5, 18, &[(5, 10, 110), (5, 15, 33)]),
@@ -80,6 +91,8 @@ impl KernelVersion {
             static_pie_alignment: self.has(6, 11, &[(6, 1, 140), (6, 6, 92)]),
             fd_exec_comm_from_dentry: self.has(6, 14, &[(6, 1, 129), (6, 6, 78), (6, 12, 14)]),
             static_pie_brk_always_moved: self.has(6, 15, &[(6, 1, 140), (6, 6, 92), (6, 12, 30)]),
+            riscv_align_stack: self.since(6, 12),
+            riscv_stack_rnd_1g: self.since(5, 15),
             phdrs_beyond_a_page: self.since(6, 17),
         }
     }
@@ -106,6 +119,9 @@ mod tests {
         pin(|r| r.thp_topdown_skips_aligned, k(6, 7, 12), k(6, 8, 0));
         pin(|r| r.open_before_strings, k(6, 7, 12), k(6, 8, 0));
         pin(|r| r.phdrs_beyond_a_page, k(6, 16, 12), k(6, 17, 0));
+        pin(|r| r.riscv_at_minsigstksz, k(6, 4, 16), k(6, 5, 0));
+        pin(|r| r.riscv_align_stack, k(6, 11, 11), k(6, 12, 0));
+        pin(|r| r.riscv_stack_rnd_1g, k(5, 14, 21), k(5, 15, 0));
     }
 
     #[test]
@@ -146,6 +162,7 @@ mod tests {
             r,
             ExecRules {
                 x86_at_minsigstksz: true,
+                riscv_at_minsigstksz: true,
                 first_load_noreplace: true,
                 total_size_spans_all: true,
                 at_phdr_from_containing_load: true,
@@ -157,6 +174,8 @@ mod tests {
                 static_pie_alignment: true,
                 fd_exec_comm_from_dentry: true,
                 static_pie_brk_always_moved: true,
+                riscv_align_stack: true,
+                riscv_stack_rnd_1g: true,
                 phdrs_beyond_a_page: true,
             }
         );

@@ -49,6 +49,8 @@ pub struct Header {
     pub e_phentsize: u16,
     /// `e_phnum`.
     pub e_phnum: u16,
+    /// `e_ident[EI_CLASS]`, which only riscv's `elf_check_arch()` looks at.
+    pub ei_class: u8,
     /// The same bytes read as an ELF32 header, for the compat loader (which, like the native
     /// one, never looks at `EI_CLASS`).
     pub elf32: Elf32Fields,
@@ -93,6 +95,7 @@ impl Header {
             e_phoff: h.e_phoff.get(LE),
             e_phentsize: h.e_phentsize.get(LE),
             e_phnum: h.e_phnum.get(LE),
+            ei_class: h.e_ident.class,
             elf32: Elf32Fields {
                 e_flags: raw
                     .get(0x24..0x28)

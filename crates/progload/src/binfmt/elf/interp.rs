@@ -100,7 +100,9 @@ pub(super) fn open<F: FileSystem + ?Sized>(
         problem,
     };
     let hdr = Header::parse(&raw).ok_or_else(|| bad(InterpProblem::BadMagic))?;
-    if hdr.e_machine != spec.e_machine {
+    if hdr.e_machine != spec.e_machine
+        || (spec.checks_class && hdr.ei_class != object::elf::ELFCLASS64)
+    {
         return Err(bad(InterpProblem::WrongMachine(hdr.e_machine)));
     }
     let phdrs = header::load_phdrs(fs, &file.node, &hdr, phdrs_limit)

@@ -92,6 +92,9 @@ pub(crate) fn check<F: FileSystem + ?Sized>(
             expected: spec.e_machine,
         });
     }
+    if spec.checks_class && hdr.ei_class != object::elf::ELFCLASS64 {
+        return Err(Error::ElfClass(hdr.ei_class));
+    }
     let phdrs_limit = if profile.kernel.rules().phdrs_beyond_a_page {
         MAX_PHDRS_BYTES
     } else {
@@ -319,6 +322,7 @@ pub(crate) fn load<N: Clone>(
         strings,
         arg_start: stack_vma.arg_start,
         top: stack_vma.top,
+        align: stack::align_stack_kind(mm),
         align_sub: stack::align_stack_rnd(mm),
         platform: profile.platform.as_bytes(),
         random,
