@@ -189,7 +189,7 @@ impl Profile {
             task_size: window,
             stack_top: window,
             stack_top_max: window,
-            elf_et_dyn_base: window / 3 * 2,
+            elf_et_dyn_base: riscv64::DEFAULT_MAP_WINDOW_SV48 / 3 * 2,
             task_unmapped_base: ((1u64 << 39) / 3).next_multiple_of(page),
             hwcap: 0x112d,
             hwcap2: 0,
