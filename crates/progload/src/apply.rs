@@ -138,11 +138,16 @@ pub fn vsyscall_line() -> MapsLine {
 }
 
 /// Renders VMAs as /proc/PID/maps lines. `file_info(i)` gives file i's path, device and inode.
+/// An anonymous VMA is `[heap]` when it overlaps `[start_brk, brk]`: strictly since 6.6
+/// ("mm: introduce vma_is_initial_heap() and vma_is_initial_stack()",
+/// [`crate::profile::rules::ExecRules::heap_name_strict`]); before, one that merely touches
+/// it (the bss ending at `start_brk`) counts too.
 pub fn maps_lines<'a>(
     vmas: impl IntoIterator<Item = &'a Vma>,
     file_info: impl Fn(usize) -> (String, (u32, u32), u64),
     brk: (u64, u64),
     vsyscall: bool,
+    heap_name_strict: bool,
 ) -> Vec<MapsLine> {
     let (start_brk, brk) = brk;
     let mut out: Vec<MapsLine> = vmas
@@ -156,7 +161,11 @@ pub fn maps_lines<'a>(
                 Backing::Stack => (0, (0, 0), 0, String::from("[stack]")),
                 Backing::Special(n) => (0, (0, 0), 0, n.clone()),
                 Backing::Anon => {
-                    let heap = v.start < brk && v.end > start_brk;
+                    let heap = if heap_name_strict {
+                        v.start < brk && v.end > start_brk
+                    } else {
+                        v.start <= brk && v.end >= start_brk
+                    };
                     (
                         0,
                         (0, 0),
@@ -201,6 +210,7 @@ impl<N> Plan<N> {
             },
             (self.mm.start_brk, self.mm.brk),
             self.vsyscall,
+            self.kernel.rules().heap_name_strict,
         )
     }
 }
@@ -279,7 +289,8 @@ impl<N: Clone + PartialEq> SimAddressSpace<N> {
         Ok(())
     }
 
-    /// /proc/PID/maps of the simulated space; `info` names each file (path, device, inode).
+    /// /proc/PID/maps of the simulated space as a 6.6-or-later kernel names it; `info`
+    /// names each file (path, device, inode).
     pub fn maps(
         &self,
         info: impl Fn(&N) -> (String, (u32, u32), u64),
@@ -291,6 +302,7 @@ impl<N: Clone + PartialEq> SimAddressSpace<N> {
             |i| self.files.get(i).map_or((String::new(), (0, 0), 0), &info),
             brk,
             vsyscall,
+            true,
         )
     }
 

@@ -133,6 +133,8 @@ pub struct MmFields {
 pub struct Plan<N> {
     /// The architecture.
     pub arch: Arch,
+    /// The kernel release the plan is for (the profile's).
+    pub kernel: crate::profile::KernelVersion,
     /// The page size.
     pub page_size: u64,
     /// Files the mappings refer to (index = `Backing::File::file`).
@@ -429,6 +431,7 @@ fn plan_inner<F: FileSystem + ?Sized>(
     let stack = loaded.stack;
     Ok(Plan {
         arch: profile.arch,
+        kernel: profile.kernel,
         page_size: mm.page,
         vmas: mm.vmas.as_slice().to_vec(),
         vsyscall: profile.vsyscall,

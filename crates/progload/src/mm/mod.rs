@@ -341,6 +341,34 @@ impl<'a, N: Clone> Mm<'a, N> {
         self.zero.push((addr, len));
     }
 
+    /// `clear_user()` of `len` bytes at `addr`, within one page, into the mappings as they
+    /// are now: it writes (and records the zeroing) when the page is mapped writable and,
+    /// for a file page, lies within the file; otherwise the write faults (`-EFAULT`) and
+    /// nothing is cleared.
+    ///
+    /// # Errors
+    /// [`MapError::PadZeroFault`] where the kernel's write faults.
+    pub fn clear_user(&mut self, addr: u64, len: u64) -> Result<(), MapError> {
+        if len == 0 {
+            return Ok(());
+        }
+        let page = self.page;
+        let Some(vma) = self.vmas.find(addr) else {
+            return Err(MapError::PadZeroFault);
+        };
+        if !vma.prot.contains(Prot::WRITE) {
+            return Err(MapError::PadZeroFault);
+        }
+        if let Backing::File { file, offset } = vma.backing {
+            let page_off = offset.wrapping_add(page_start(addr, page).wrapping_sub(vma.start));
+            if page_off >= page_align(self.file_size(file), page) {
+                return Err(MapError::PadZeroFault);
+            }
+            self.pad_zero(addr, len);
+        }
+        Ok(())
+    }
+
     /// Drops the recorded `padzero()` ranges inside `[start, end)`. Mirrors the kernel, where
     /// `padzero()` clears bytes of the private page mapped at that moment: a later mapping
     /// that replaces or removes the page (`load_elf_interp()`'s MAP_FIXED over the program,

@@ -35,6 +35,20 @@ pub struct ExecRules {
     /// mapping of 2 MiB or more on ext4/xfs/btrfs (...) is placed 2 MiB-congruent to its
     /// offset (`thp_get_unmapped_area()`); before, only on DAX.
     pub thp_file_alignment: bool,
+    /// 6.6, "mm: introduce vma_is_initial_heap() and vma_is_initial_stack()": /proc/PID/maps
+    /// names an anonymous VMA `[heap]` when it overlaps `[start_brk, brk]` strictly; before,
+    /// one touching it (the bss that ends at `start_brk`) was `[heap]` too.
+    pub heap_name_strict: bool,
+    /// 6.7, "binfmt_elf: Support segments with 0 filesz and misaligned starts" and the
+    /// `elf_load()` series (6.1.140, 6.6.92): the program's bss is zeroed and mapped per
+    /// segment, right after it and with its protection; before, `set_brk()` mapped one bss
+    /// from the highest file end to the highest segment end, when the loop met it and at the
+    /// end, and `padzero()` of a page that cannot be written was fatal.
+    pub elf_load_program: bool,
+    /// 6.7, "binfmt_elf: Use elf_load() for interpreter" (not back-ported): the same for the
+    /// interpreter; before, `load_elf_interp()` zeroed the rest of the page at its highest
+    /// file end (fatal when that faults) and mapped one bss up to its highest segment end.
+    pub elf_load_interp: bool,
     /// 6.8, the top-down fix of `thp_get_unmapped_area()`: when the top-down search
     /// already returns an aligned address, the mapping is put 2 MiB higher in the padded
     /// range; before, at the address returned.
@@ -84,6 +98,9 @@ impl KernelVersion {
             total_size_spans_all: self.since(5, 18),
             at_phdr_from_containing_load: self.has(5, 18, &[(5, 10, 110), (5, 15, 33)]),
             thp_file_alignment: self.since(5, 18),
+            heap_name_strict: self.since(6, 6),
+            elf_load_program: self.has(6, 7, &[(6, 1, 140), (6, 6, 92)]),
+            elf_load_interp: self.since(6, 7),
             thp_topdown_skips_aligned: self.since(6, 8),
             open_before_strings: self.since(6, 8),
             x86_brk_1g: self.has(6, 9, &[(5, 10, 225), (5, 15, 166), (6, 1, 107), (6, 6, 48)]),
@@ -117,6 +134,8 @@ mod tests {
         pin(|r| r.total_size_spans_all, k(5, 17, 15), k(5, 18, 0));
         pin(|r| r.thp_file_alignment, k(5, 17, 15), k(5, 18, 0));
         pin(|r| r.thp_topdown_skips_aligned, k(6, 7, 12), k(6, 8, 0));
+        pin(|r| r.elf_load_interp, k(6, 6, 200), k(6, 7, 0));
+        pin(|r| r.heap_name_strict, k(6, 5, 13), k(6, 6, 0));
         pin(|r| r.open_before_strings, k(6, 7, 12), k(6, 8, 0));
         pin(|r| r.phdrs_beyond_a_page, k(6, 16, 12), k(6, 17, 0));
         pin(|r| r.riscv_at_minsigstksz, k(6, 4, 16), k(6, 5, 0));
@@ -140,6 +159,8 @@ mod tests {
         pin(|r| r.x86_brk_1g, k(5, 10, 224), k(5, 10, 225));
         pin(|r| r.x86_brk_1g, k(6, 1, 106), k(6, 1, 107));
         pin(|r| r.brk_gap, k(6, 1, 139), k(6, 1, 140));
+        pin(|r| r.elf_load_program, k(6, 1, 139), k(6, 1, 140));
+        pin(|r| r.elf_load_program, k(6, 6, 91), k(6, 6, 92));
         pin(|r| r.static_pie_alignment, k(6, 6, 91), k(6, 6, 92));
         pin(|r| r.fd_exec_comm_from_dentry, k(6, 12, 13), k(6, 12, 14));
         pin(|r| r.fd_exec_comm_from_dentry, k(6, 1, 128), k(6, 1, 129));
@@ -167,6 +188,9 @@ mod tests {
                 total_size_spans_all: true,
                 at_phdr_from_containing_load: true,
                 thp_file_alignment: true,
+                heap_name_strict: true,
+                elf_load_program: true,
+                elf_load_interp: true,
                 thp_topdown_skips_aligned: true,
                 open_before_strings: true,
                 x86_brk_1g: true,

@@ -43,7 +43,7 @@ impl Placement {
 
 /// `elf_map()`: maps a segment's file part; with `total_size`, reserves the whole image first
 /// and unmaps what follows the segment. Returns the mapping's address.
-fn elf_map<N: Clone>(
+pub(super) fn elf_map<N: Clone>(
     mm: &mut Mm<'_, N>,
     file: usize,
     addr: u64,
@@ -121,6 +121,37 @@ pub(super) fn elf_load<N: Clone>(
         mm.brk_map(zs, ze.wrapping_sub(zs), prot.contains(Prot::EXEC))?;
     }
     Ok(map_addr)
+}
+
+/// The bss before 6.7 ([`crate::profile::rules::ExecRules::elf_load_program`]): anonymous
+/// pages from the page after the highest file end `bss` to the page end of the highest
+/// segment end `brk` (`set_brk()` of `load_elf_binary()`, the tail of `load_elf_interp()`),
+/// executable when the segment that reaches `brk` is.
+pub(super) fn map_bss<N: Clone>(
+    mm: &mut Mm<'_, N>,
+    bss: u64,
+    brk: u64,
+    prot: Prot,
+) -> core::result::Result<(), MapError> {
+    let (start, end) = (page_align(bss, mm.page), page_align(brk, mm.page));
+    if end > start {
+        mm.brk_map(start, end.wrapping_sub(start), prot.contains(Prot::EXEC))?;
+    }
+    Ok(())
+}
+
+/// `padzero()` before 6.7: clears the rest of the page at `addr`; `Err` when that faults.
+pub(super) fn pad_zero_old<N: Clone>(
+    mm: &mut Mm<'_, N>,
+    addr: u64,
+    limit: u64,
+) -> core::result::Result<(), MapError> {
+    let in_page = page_offset(addr, mm.page);
+    if in_page == 0 {
+        return Ok(());
+    }
+    let len = mm.page.wrapping_sub(in_page).min(limit);
+    mm.clear_user(addr, len)
 }
 
 /// Mirrors the range check of `load_elf_binary()` and `load_elf_interp()`: a segment at `k`
@@ -236,11 +267,27 @@ pub(super) fn load_program<N: Clone>(
     let mut phdr_addr = 0u64;
     let (mut start_code, mut end_code, mut start_data, mut end_data, mut elf_brk) =
         (u64::MAX, 0u64, 0u64, 0u64, 0u64);
+    // Before 6.7: the highest file end, and the protection of the segment reaching elf_brk.
+    let per_segment = mm.rules.elf_load_program;
+    let (mut elf_bss, mut bss_prot) = (0u64, Prot::empty());
+    let mut last_index = 0;
     for (index, p) in phdrs.iter().enumerate() {
         if p.p_type != PT_LOAD {
             continue;
         }
+        last_index = index;
         let vaddr = p.p_vaddr;
+        if !per_segment && elf_brk > elf_bss {
+            // A PT_LOAD with p_memsz > p_filesz came before this one: set_brk() its bss,
+            // then clear the rest of its last file page, ignoring a fault.
+            let (bss, brk) = (
+                load_bias.wrapping_add(elf_bss),
+                load_bias.wrapping_add(elf_brk),
+            );
+            map_bss(mm, bss, brk, bss_prot)
+                .map_err(|e| map_error(e, bss, brk.wrapping_sub(bss), index))?;
+            let _ = pad_zero_old(mm, bss, elf_brk.wrapping_sub(elf_bss));
+        }
         // Only the first PT_LOAD reserves the whole image.
         let mut total_size = 0u64;
         let how = if !first {
@@ -257,8 +304,12 @@ pub(super) fn load_program<N: Clone>(
             how
         };
         let addr = load_bias.wrapping_add(vaddr);
-        let got = elf_load(mm, file_idx, addr, p, how, total_size)
-            .map_err(|e| map_error(e, addr, p.p_memsz, index))?;
+        let got = if per_segment {
+            elf_load(mm, file_idx, addr, p, how, total_size)
+        } else {
+            elf_map(mm, file_idx, addr, p, prot_of(p.p_flags), how, total_size)
+        }
+        .map_err(|e| map_error(e, addr, p.p_memsz, index))?;
         let first_load = first;
         // Mirrors fs/binfmt_elf.c: load_elf_binary(): `BAD_ADDR(error)` on an address
         // that is not an error value (an empty PT_LOAD at or above TASK_SIZE) is -EINVAL.
@@ -309,7 +360,24 @@ pub(super) fn load_program<N: Clone>(
         if end_data < k {
             end_data = k;
         }
-        elf_brk = elf_brk.max(vaddr.saturating_add(p.p_memsz));
+        elf_bss = elf_bss.max(k);
+        let end = vaddr.saturating_add(p.p_memsz);
+        if end > elf_brk {
+            bss_prot = prot_of(p.p_flags);
+            elf_brk = end;
+        }
+    }
+    if !per_segment {
+        // set_brk() of the last bss, then padzero(), whose fault is fatal here (EFAULT).
+        let (bss, brk) = (
+            load_bias.wrapping_add(elf_bss),
+            load_bias.wrapping_add(elf_brk),
+        );
+        map_bss(mm, bss, brk, bss_prot)
+            .map_err(|e| map_error(e, bss, brk.wrapping_sub(bss), last_index))?;
+        if bss != brk {
+            pad_zero_old(mm, bss, u64::MAX).map_err(|e| map_error(e, bss, 0, last_index))?;
+        }
     }
     Ok(Loaded {
         load_bias,
