@@ -254,7 +254,7 @@ fn open_program<F: FileSystem + ?Sized>(
             inaccessible: false,
         },
         Executable::Fd {
-            fd,
+            fd: _,
             node,
             path,
             name,
@@ -274,38 +274,44 @@ fn open_program<F: FileSystem + ?Sized>(
             resolve::check_exec(&found, creds).map_err(|e| path_err(path, e))?;
             Program {
                 found,
-                execfn: alloc::format!("/dev/fd/{fd}").into_bytes(),
-                named_by_dentry: true,
+                execfn: execfn_of(&req.executable),
+                // Before 6.14 (6.1.129, 6.6.78, 6.12.14), comm was the last component of
+                // "/dev/fd/N": the number.
+                named_by_dentry: profile.kernel.rules().fd_exec_comm_from_dentry,
                 inaccessible: *cloexec,
             }
         }
         Executable::At {
-            fd,
+            fd: _,
             dir,
             path,
             cloexec,
         } => {
             let found =
                 resolve::open_exec(fs, creds, dir, path, follow).map_err(|e| path_err(path, e))?;
-            if path.first() == Some(&b'/') {
-                Program {
-                    found,
-                    execfn: path.clone(),
-                    named_by_dentry: false,
-                    inaccessible: false,
-                }
-            } else {
-                let mut execfn = alloc::format!("/dev/fd/{fd}/").into_bytes();
-                execfn.extend_from_slice(path);
-                Program {
-                    found,
-                    execfn,
-                    named_by_dentry: false,
-                    inaccessible: *cloexec,
-                }
+            Program {
+                found,
+                execfn: execfn_of(&req.executable),
+                named_by_dentry: false,
+                inaccessible: *cloexec && path.first() != Some(&b'/'),
             }
         }
     })
+}
+
+/// `bprm->filename` as `alloc_bprm()` names the exec: the path, `/dev/fd/N` for an open file,
+/// `/dev/fd/N/PATH` for a relative path under a directory descriptor.
+fn execfn_of<N>(executable: &Executable<N>) -> Vec<u8> {
+    match executable {
+        Executable::Path(p) => p.clone(),
+        Executable::Fd { fd, .. } => alloc::format!("/dev/fd/{fd}").into_bytes(),
+        Executable::At { path, .. } if path.first() == Some(&b'/') => path.clone(),
+        Executable::At { fd, path, .. } => {
+            let mut execfn = alloc::format!("/dev/fd/{fd}/").into_bytes();
+            execfn.extend_from_slice(path);
+            execfn
+        }
+    }
 }
 
 /// `comm` as `begin_new_exec()` sets it (`__set_task_comm()`, at most 15 bytes): the last
@@ -364,6 +370,20 @@ fn plan_inner<F: FileSystem + ?Sized>(
     let root = DirPath::root(fs.root());
     let cwd = req.cwd.clone().unwrap_or_else(|| root.clone());
 
+    // Count, limit and copy the strings: after opening the file since 6.8 ("execve: open
+    // the executable file before doing anything else"), so a path error wins over E2BIG;
+    // before it, first.
+    let count = || {
+        ArgStrings::new(
+            req.argv.as_deref(),
+            &req.envp,
+            &execfn_of(&req.executable),
+            profile.stack_rlimit,
+            profile.max_arg_strlen(),
+        )
+    };
+    let open_first = profile.kernel.rules().open_before_strings;
+    let early = if open_first { None } else { Some(count()?) };
     let program = open_program(fs, profile, req, &root, &cwd)?;
     trace.note(|| Step::Opened {
         role: Role::Program,
@@ -375,14 +395,10 @@ fn plan_inner<F: FileSystem + ?Sized>(
         links: program.found.links.clone(),
     });
 
-    // Count, limit and copy the strings.
-    let mut strings = ArgStrings::new(
-        req.argv.as_deref(),
-        &req.envp,
-        &program.execfn,
-        profile.stack_rlimit,
-        profile.max_arg_strlen(),
-    )?;
+    let mut strings = match early {
+        Some(s) => s,
+        None => count()?,
+    };
 
     let handled = binfmt::search(
         fs,
