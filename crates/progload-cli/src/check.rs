@@ -112,6 +112,11 @@ fn verdict_text(v: &Verdict) -> String {
     }
 }
 
+/// The kernel a check compares against (the live one, as the profile names it).
+fn kernel_line(p: &progload::Profile) -> String {
+    format!("kernel: Linux {} on {}", p.kernel, p.arch.name())
+}
+
 pub fn run(args: &CheckArgs) -> ExitCode {
     let profile = match load_profile(&args.exec) {
         Ok(p) => p,
@@ -135,8 +140,12 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     match check(&req, &profile) {
         Ok(v) => {
             if args.json {
-                println!("{}", verdict_json(&v));
+                let mut j = verdict_json(&v);
+                j["kernel"] = json!(profile.kernel.to_string());
+                j["arch"] = json!(profile.arch.name());
+                println!("{j}");
             } else {
+                println!("{}", kernel_line(&profile));
                 println!("{}", verdict_text(&v));
             }
             if v.agrees() {

@@ -218,6 +218,11 @@ pub fn run(a: &ExecArgs) -> ExitCode {
         }
     };
     let root = a.root.display().to_string();
+    println!(
+        "planning for Linux {} on {}",
+        prep.profile.kernel,
+        prep.profile.arch.name()
+    );
     let mut steps = Vec::new();
     let result = plan_traced(
         &prep.fs,
