@@ -294,7 +294,7 @@ pub(crate) fn load<N: Clone>(
     if entry >= profile.task_size {
         return Err(Error::BadEntry(entry));
     }
-    let vdso_base = vdso::map(mm)?;
+    let vdso_base = vdso::map(mm, stack_vma.arg_start)?;
 
     let start_brk = brk(mm, img.hdr.is_dyn() && img.interp.is_none(), prog.elf_brk);
 
