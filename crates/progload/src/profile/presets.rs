@@ -80,13 +80,18 @@ impl Profile {
         Self::linux_aarch64(KernelVersion::new(6, 18, 0))
     }
 
-    /// Linux `kernel` on x86_64 with 4-level paging and Debian's configuration: 8 MiB stack,
+    /// Linux `kernel` on x86_64 with 4-level paging and Debian's configuration up to 6.12
+    /// (no `[vsyscall]`, `mmap_min_addr` 65536), upstream defaults after: 8 MiB stack,
     /// randomization on, root, a 2-page placeholder vDSO image, and the vvar pages of that
     /// release: one 4-page `[vvar]` up to 6.12; 2 pages of `[vvar]` and 2 of `[vvar_vclock]`
     /// from 6.13 ("x86/vdso: Split virtual clock pages into dedicated mapping"); 4 and 2 from
     /// 6.15 (the generic vDSO datastore).
     pub fn linux_x86_64(kernel: KernelVersion) -> Self {
         let page = 4096;
+        // Debian's kernels (the LTS presets) are built with LEGACY_VSYSCALL_NONE, so maps has
+        // no [vsyscall] line, and DEFAULT_MMAP_MIN_ADDR 65536; the 6.18 preset is a kernel
+        // with the upstream defaults (vsyscall emulation, 4096).
+        let debian = !kernel.since(6, 13);
         let data = if kernel.since(6, 15) {
             vec![part("[vvar]", 4), part("[vvar_vclock]", 2)]
         } else if kernel.since(6, 13) {
@@ -115,9 +120,9 @@ impl Profile {
                 data,
                 image: Arc::from(placeholder(Arch::X86_64, 2, page)),
             }),
-            vsyscall: true,
+            vsyscall: !debian,
             stack_rlimit: Some(8 << 20),
-            mmap_min_addr: 4096,
+            mmap_min_addr: if debian { 65536 } else { 4096 },
             stack_guard_gap: 256 * page,
             legacy_va_layout: false,
             randomize_va_space: 2,

@@ -45,6 +45,10 @@ pub struct ExecRules {
     /// from the highest file end to the highest segment end, when the loop met it and at the
     /// end, and `padzero()` of a page that cannot be written was fatal.
     pub elf_load_program: bool,
+    /// 6.7, "binfmt_elf: Only report padzero() errors when PROT_WRITE" (not back-ported with
+    /// the rest of the series): `elf_load()`'s zeroing of a writable segment's last file page
+    /// kills the exec when it faults; the 6.1.140/6.6.92 `elf_load()` ignores the fault.
+    pub padzero_fault_fatal: bool,
     /// 6.7, "binfmt_elf: Use elf_load() for interpreter" (not back-ported): the same for the
     /// interpreter; before, `load_elf_interp()` zeroed the rest of the page at its highest
     /// file end (fatal when that faults) and mapped one bss up to its highest segment end.
@@ -104,6 +108,7 @@ impl KernelVersion {
             thp_file_alignment: self.since(5, 18),
             heap_name_strict: self.since(6, 6),
             elf_load_program: self.has(6, 7, &[(6, 1, 140), (6, 6, 92)]),
+            padzero_fault_fatal: self.since(6, 7),
             elf_load_interp: self.since(6, 7),
             thp_topdown_skips_aligned: self.since(6, 8),
             open_before_strings: self.since(6, 8),
@@ -140,6 +145,7 @@ mod tests {
         pin(|r| r.thp_file_alignment, k(5, 17, 15), k(5, 18, 0));
         pin(|r| r.thp_topdown_skips_aligned, k(6, 7, 12), k(6, 8, 0));
         pin(|r| r.elf_load_interp, k(6, 6, 200), k(6, 7, 0));
+        pin(|r| r.padzero_fault_fatal, k(6, 6, 200), k(6, 7, 0));
         pin(|r| r.heap_name_strict, k(6, 5, 13), k(6, 6, 0));
         pin(|r| r.open_before_strings, k(6, 7, 12), k(6, 8, 0));
         pin(|r| r.phdrs_beyond_a_page, k(6, 16, 12), k(6, 17, 0));
@@ -196,6 +202,7 @@ mod tests {
                 thp_file_alignment: true,
                 heap_name_strict: true,
                 elf_load_program: true,
+                padzero_fault_fatal: true,
                 elf_load_interp: true,
                 thp_topdown_skips_aligned: true,
                 open_before_strings: true,

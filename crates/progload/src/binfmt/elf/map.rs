@@ -96,16 +96,18 @@ pub(super) fn elf_load<N: Clone>(
             // padzero(): clear_user() to the end of the page; it only takes effect (and
             // only matters) when the page is writable. Mirrors fs/binfmt_elf.c: elf_load():
             // a page wholly past the end of the file faults (SIGBUS), and that fault is
-            // fatal (-EFAULT) for a writable segment and ignored otherwise.
+            // fatal (-EFAULT) for a writable segment and ignored otherwise; the 6.1.140 and
+            // 6.6.92 back-ports ignore it always.
             let in_page = page_offset(zero_start, page);
             if in_page != 0 && prot.contains(Prot::WRITE) {
                 let map_off = p.p_offset.wrapping_sub(page_offset(p.p_vaddr, page));
                 let page_off =
                     map_off.wrapping_add(page_start(zero_start, page).wrapping_sub(map_addr));
-                if page_off >= page_align(mm.file_size(file), page) {
+                if page_off < page_align(mm.file_size(file), page) {
+                    mm.pad_zero(zero_start, page.saturating_sub(in_page));
+                } else if mm.rules.padzero_fault_fatal {
                     return Err(MapError::PadZeroFault);
                 }
-                mm.pad_zero(zero_start, page.saturating_sub(in_page));
             }
         }
     } else {
