@@ -64,8 +64,11 @@
 pub mod check;
 pub mod hostfs;
 pub mod probe;
+mod proc;
 pub mod profile;
 pub mod run;
+#[allow(unsafe_code)]
+mod sys;
 
 pub use hostfs::{HostFs, HostHandle};
 pub use profile::host_profile;

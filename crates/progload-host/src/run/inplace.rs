@@ -11,10 +11,10 @@ use progload::Plan;
 use progload::Prot;
 
 use super::script::{
-    self, nr, put, put_u64s, sys, Expect, Mapping, Mode, Script, Step, Temp, OFF_FINAL,
-    OFF_SIGINFO, PAGE,
+    self, nr, put, put_u64s, sys, Expect, Mode, Script, Step, Temp, OFF_FINAL, OFF_SIGINFO, PAGE,
 };
 use super::RunError;
+use crate::proc::{MapsLine, Proc};
 use crate::HostHandle;
 
 /// `PIDFD_SELF` (`PIDFD_SELF_THREAD`): the calling thread, for `process_madvise`.
@@ -245,14 +245,14 @@ fn find_gadget(bytes: &[u8], base: u64, avoid: &[(u64, u64)]) -> Option<Gadget> 
 /// executable file mapping of the plan.
 fn gadget(
     plan: &Plan<HostHandle>,
-    maps: &[Mapping],
+    maps: &[MapsLine],
     files: &[OwnedFd],
 ) -> Result<Gadget, RunError> {
     let planned_vdso = plan
         .vmas
         .iter()
         .find(|v| matches!(&v.backing, Backing::Special(n) if n == "[vdso]"));
-    if let (Some(v), Some(cur)) = (planned_vdso, maps.iter().find(|m| m.name == "[vdso]")) {
+    if let (Some(v), Some(cur)) = (planned_vdso, maps.iter().find(|m| m.path == "[vdso]")) {
         if cur.end - cur.start == v.end - v.start {
             // SAFETY: [vdso] is mapped readable in this process for its whole range, and is
             // never unmapped or written while this borrow lives.
@@ -412,10 +412,10 @@ fn rseq_registration() -> Result<Option<(u64, u32, u32)>, RunError> {
 }
 
 fn voluntary_switches() -> Option<u64> {
-    let s = std::fs::read_to_string("/proc/self/status").ok()?;
-    s.lines()
-        .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
-        .and_then(|v| v.trim().parse().ok())
+    Proc::Current
+        .status()
+        .ok()?
+        .number("voluntary_ctxt_switches")
 }
 
 /// Whether the tracer stops P at every syscall (strace): each syscall-stop is a voluntary
@@ -464,7 +464,7 @@ fn set_mask(mask: u64) {
 impl Traced {
     pub(super) fn new(
         plan: &Plan<HostHandle>,
-        maps: &[Mapping],
+        maps: &[MapsLine],
         files: &[OwnedFd],
     ) -> Result<Traced, RunError> {
         let mem = rustix::fs::open(
@@ -477,7 +477,7 @@ impl Traced {
         check_process_madvise()?;
         let rseq = rseq_registration()?;
         let trap = !syscall_stops();
-        let fds = std::fs::read_dir("/proc/self/fd").map_or(64, |d| d.count()) as u64;
+        let fds = Proc::Current.fds().map_or(64, |f| f.len()) as u64;
         let written: u64 = plan.stack.bytes.len() as u64
             + plan.zero.iter().map(|&(_, l)| l).sum::<u64>()
             + UCONTEXT_SIZE

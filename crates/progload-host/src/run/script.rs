@@ -12,6 +12,7 @@ use rustix::mm::{MapFlags, MprotectFlags, ProtFlags};
 use rustix::pipe::PipeFlags;
 
 use super::{helper, inplace, Pid, RunError};
+use crate::proc::{MapsLine, Proc};
 use crate::HostHandle;
 
 /// The page size (x86_64).
@@ -124,33 +125,14 @@ pub(super) fn sys(nr: u64, args: [u64; 6], what: &'static str, expect: Expect) -
     }
 }
 
-/// One line of /proc/self/maps: range and name.
-#[derive(Clone, Debug)]
-pub(super) struct Mapping {
-    pub(super) start: u64,
-    pub(super) end: u64,
-    pub(super) name: String,
-}
-
-fn read_maps() -> Result<Vec<Mapping>, RunError> {
-    let text = std::fs::read_to_string("/proc/self/maps")
-        .map_err(|e| RunError::host("reading /proc/self/maps", e))?;
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let mut fields = line.splitn(6, ' ');
-        let range = fields.next().unwrap_or("");
-        let name = fields.nth(4).unwrap_or("").trim_start().to_string();
-        let (s, e) = range.split_once('-').unwrap_or(("", ""));
-        match (u64::from_str_radix(s, 16), u64::from_str_radix(e, 16)) {
-            (Ok(start), Ok(end)) => out.push(Mapping { start, end, name }),
-            _ => {
-                return Err(RunError::Unsupported(format!(
-                    "unparsable /proc/self/maps line {line:?}"
-                )))
-            }
+fn read_maps() -> Result<Vec<MapsLine>, RunError> {
+    Proc::Current.maps().map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            RunError::Unsupported(format!("unparsable /proc/self/maps: {e}"))
+        } else {
+            RunError::host("reading /proc/self/maps", e)
         }
-    }
-    Ok(out)
+    })
 }
 
 fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
@@ -307,11 +289,9 @@ fn signals_to_reset() -> Vec<(u64, bool)> {
 
 /// Descriptors with `FD_CLOEXEC`, in increasing order.
 pub(super) fn cloexec_fds() -> Result<Vec<RawFd>, RunError> {
-    let mut fds: Vec<RawFd> = std::fs::read_dir("/proc/self/fd")
-        .map_err(|e| RunError::host("reading /proc/self/fd", e))?
-        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect();
-    fds.sort_unstable();
+    let fds = Proc::Current
+        .fds()
+        .map_err(|e| RunError::host("reading /proc/self/fd", e))?;
     // The directory's own descriptor is closed now, so fcntl fails on it and drops it.
     Ok(fds
         .into_iter()
@@ -325,22 +305,17 @@ pub(super) fn cloexec_fds() -> Result<Vec<RawFd>, RunError> {
 }
 
 fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task").map_or(1, |d| d.count())
+    Proc::Current.thread_count().unwrap_or(1)
 }
 
 pub(super) fn traced() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|s| {
-        s.lines()
-            .find_map(|l| l.strip_prefix("TracerPid:"))
-            .is_some_and(|v| v.trim() != "0")
-    })
+    Proc::Current
+        .status()
+        .is_ok_and(|s| s.number("TracerPid").is_some_and(|pid| pid != 0))
 }
 
 fn open_node(node: &HostHandle) -> Result<OwnedFd, RunError> {
-    let path = format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsFd::as_fd(&**node).as_raw_fd()
-    );
+    let path = Proc::fd_path(std::os::fd::AsFd::as_fd(&**node).as_raw_fd());
     rustix::fs::open(
         path.as_str(),
         rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
@@ -407,10 +382,10 @@ pub(super) fn prepare(plan: &Plan<HostHandle>, mode: Mode) -> Result<Prepared, R
     let mut specials = Vec::new(); // (current start, len, planned start)
     for v in &plan.vmas {
         if let Backing::Special(name) = &v.backing {
-            let cur = maps.iter().find(|m| &m.name == name).ok_or_else(|| {
+            let cur = maps.iter().find(|m| &m.path == name).ok_or_else(|| {
                 RunError::Unsupported(format!("this process has no {name} to move"))
             })?;
-            if cur.end - cur.start != v.end - v.start {
+            if cur.len() != v.end - v.start {
                 return Err(RunError::Unsupported(format!(
                     "{name} is {:#x} bytes here, {:#x} in the plan",
                     cur.end - cur.start,
