@@ -6,6 +6,7 @@ use std::fs::File;
 use std::os::fd::RawFd;
 use std::os::unix::fs::FileExt;
 
+use super::error::RunError;
 use super::script::{nr, Expect, Script, Step};
 
 const PTRACE_GET_RSEQ_CONFIGURATION: libc::c_uint = 0x420f;
@@ -28,8 +29,77 @@ struct RseqConfig {
     pad: u32,
 }
 
-/// A failure: `what` and errno. Before the point of no return it is reported to the caller.
-struct Failure(String, i32);
+/// Why the helper gave up before the point of no return, as it reports it to the caller.
+enum Failure {
+    /// `what` (a `ptrace` request, or a syscall injected into the caller) failed with this
+    /// errno.
+    Errno(String, i32),
+    /// An injected syscall returned `got` where the script needs `expected`.
+    Value {
+        what: String,
+        got: u64,
+        expected: u64,
+    },
+}
+
+impl Failure {
+    /// The report: a tag byte, then the errno (4 bytes) or the two values (16 bytes), then
+    /// `what`.
+    fn encode(&self) -> Vec<u8> {
+        let mut msg = Vec::new();
+        let what = match self {
+            Failure::Errno(what, errno) => {
+                msg.push(0);
+                msg.extend_from_slice(&errno.to_le_bytes());
+                what
+            }
+            Failure::Value {
+                what,
+                got,
+                expected,
+            } => {
+                msg.push(1);
+                msg.extend_from_slice(&got.to_le_bytes());
+                msg.extend_from_slice(&expected.to_le_bytes());
+                what
+            }
+        };
+        msg.extend_from_slice(what.as_bytes());
+        msg
+    }
+}
+
+/// The caller's reading of the helper's report (`Failure::encode`); an empty or garbled one
+/// means the helper went away without replacing the caller.
+pub(super) fn decode_report(msg: &[u8]) -> RunError {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let word = |b: &[u8]| b.try_into().map(u64::from_le_bytes).ok();
+    match msg.split_first() {
+        Some((0, rest)) if rest.len() >= 4 => {
+            let (errno, what) = rest.split_at(4);
+            let errno = errno.try_into().map(i32::from_le_bytes).ok();
+            if let Some(errno) = errno.and_then(super::script::errno_from_raw) {
+                return RunError::Step {
+                    what: text(what),
+                    errno,
+                };
+            }
+        }
+        Some((1, rest)) if rest.len() >= 16 => {
+            if let (Some(got), Some(expected)) = (word(&rest[..8]), word(&rest[8..16])) {
+                return RunError::StepResult {
+                    what: text(&rest[16..]),
+                    got,
+                    expected,
+                };
+            }
+        }
+        _ => {}
+    }
+    RunError::Unsupported(String::from(
+        "the helper process exited without replacing this process",
+    ))
+}
 
 fn last_errno() -> i32 {
     std::io::Error::last_os_error()
@@ -42,9 +112,8 @@ pub(super) fn main(script: &Script, go: RawFd, report: RawFd) -> ! {
     close_others(go, report);
     let code = match run(script, go) {
         Ok(()) => 0,
-        Err(Failure(what, errno)) => {
-            let mut msg = errno.to_le_bytes().to_vec();
-            msg.extend_from_slice(what.as_bytes());
+        Err(failure) => {
+            let msg = failure.encode();
             // SAFETY: `report` is the helper's end of the pipe, open in this process;
             // `msg` is a valid buffer of the given length.
             unsafe { libc::write(report, msg.as_ptr().cast(), msg.len()) };
@@ -159,14 +228,14 @@ impl Tracee {
         r.r8 = args[4];
         r.r9 = args[5];
         self.setregs(&r)
-            .map_err(|e| Failure(String::from("PTRACE_SETREGS"), e))?;
+            .map_err(|e| Failure::Errno(String::from("PTRACE_SETREGS"), e))?;
         loop {
             self.ptrace(libc::PTRACE_SINGLESTEP, 0, 0)
-                .map_err(|e| Failure(String::from("PTRACE_SINGLESTEP"), e))?;
+                .map_err(|e| Failure::Errno(String::from("PTRACE_SINGLESTEP"), e))?;
             let status = match self.wait() {
                 Stop::Stopped(s) => s,
                 Stop::Gone => {
-                    return Err(Failure(
+                    return Err(Failure::Errno(
                         String::from("the process died during the exec"),
                         libc::ESRCH,
                     ))
@@ -179,7 +248,7 @@ impl Tracee {
             }
             let now = self
                 .getregs()
-                .map_err(|e| Failure(String::from("PTRACE_GETREGS"), e))?;
+                .map_err(|e| Failure::Errno(String::from("PTRACE_GETREGS"), e))?;
             if now.rip == self.gadget + 2 {
                 return Ok(now.rax);
             }
@@ -259,12 +328,12 @@ impl Tracee {
         r.ss = USER_DS;
         r.orig_rax = u64::MAX;
         self.setregs(&r)
-            .map_err(|e| Failure(String::from("PTRACE_SETREGS"), e))?;
+            .map_err(|e| Failure::Errno(String::from("PTRACE_SETREGS"), e))?;
         self.reset_fpu();
         let mut pending = self.pending.iter();
         let first = pending.next().copied().unwrap_or(0);
         self.ptrace(libc::PTRACE_DETACH, 0, first as usize)
-            .map_err(|e| Failure(String::from("PTRACE_DETACH"), e))?;
+            .map_err(|e| Failure::Errno(String::from("PTRACE_DETACH"), e))?;
         for &sig in pending {
             // SAFETY: re-sends a signal that arrived during the exec to the process.
             unsafe { libc::kill(self.pid, sig) };
@@ -277,7 +346,10 @@ fn run(script: &Script, go: RawFd) -> Result<(), Failure> {
     let mut b = [0u8; 1];
     // SAFETY: reads one byte into a valid buffer from our pipe end.
     if unsafe { libc::read(go, b.as_mut_ptr().cast(), 1) } != 1 {
-        return Err(Failure(String::from("the caller went away"), libc::ESRCH));
+        return Err(Failure::Errno(
+            String::from("the caller went away"),
+            libc::ESRCH,
+        ));
     }
     let pid = script.pid;
     let mut t = Tracee {
@@ -289,16 +361,16 @@ fn run(script: &Script, go: RawFd) -> Result<(), Failure> {
         committed: false,
     };
     t.ptrace(libc::PTRACE_SEIZE, 0, libc::PTRACE_O_EXITKILL as usize)
-        .map_err(|e| Failure(String::from("PTRACE_SEIZE"), e))?;
+        .map_err(|e| Failure::Errno(String::from("PTRACE_SEIZE"), e))?;
     let early = |t: &Tracee, f: Failure| {
         t.release();
         f
     };
     t.ptrace(libc::PTRACE_INTERRUPT, 0, 0)
-        .map_err(|e| early(&t, Failure(String::from("PTRACE_INTERRUPT"), e)))?;
+        .map_err(|e| early(&t, Failure::Errno(String::from("PTRACE_INTERRUPT"), e)))?;
     loop {
         match t.wait() {
-            Stop::Gone => return Err(Failure(String::from("the caller died"), libc::ESRCH)),
+            Stop::Gone => return Err(Failure::Errno(String::from("the caller died"), libc::ESRCH)),
             Stop::Stopped(status) => {
                 if status >> 16 == libc::PTRACE_EVENT_STOP {
                     break;
@@ -306,13 +378,13 @@ fn run(script: &Script, go: RawFd) -> Result<(), Failure> {
                 // A signal-delivery stop before our interrupt: keep the signal for later.
                 t.pending.push(libc::WSTOPSIG(status));
                 t.ptrace(libc::PTRACE_CONT, 0, 0)
-                    .map_err(|e| early(&t, Failure(String::from("PTRACE_CONT"), e)))?;
+                    .map_err(|e| early(&t, Failure::Errno(String::from("PTRACE_CONT"), e)))?;
             }
         }
     }
     t.base = t
         .getregs()
-        .map_err(|e| early(&t, Failure(String::from("PTRACE_GETREGS"), e)))?;
+        .map_err(|e| early(&t, Failure::Errno(String::from("PTRACE_GETREGS"), e)))?;
     let mem = File::options()
         .read(true)
         .write(true)
@@ -320,7 +392,7 @@ fn run(script: &Script, go: RawFd) -> Result<(), Failure> {
         .map_err(|e| {
             early(
                 &t,
-                Failure(
+                Failure::Errno(
                     format!("opening /proc/{pid}/mem"),
                     e.raw_os_error().unwrap_or(libc::EIO),
                 ),
@@ -399,12 +471,14 @@ fn step(
             t.die();
         }
         t.release();
-        let errno = if err {
-            (rax as i64).wrapping_neg() as i32
-        } else {
-            libc::EINVAL
-        };
-        return Err(Failure(String::from(what), errno));
+        return Err(match expect {
+            Expect::Value(expected) if !err => Failure::Value {
+                what: String::from(what),
+                got: rax,
+                expected,
+            },
+            _ => Failure::Errno(String::from(what), (rax as i64).wrapping_neg() as i32),
+        });
     }
     if !err {
         t.committed = true;

@@ -321,14 +321,17 @@ fn check_process_madvise() -> Result<(), RunError> {
     let _ = unsafe { rustix::mm::munmap(page, PAGE as usize) };
     if r == TRAMPOLINE_LEN as libc::c_long && cleared {
         Ok(())
+    } else if let Some(errno) = (r < 0).then_some(errno).and_then(script::errno_from_raw) {
+        Err(RunError::host(
+            "process_madvise(PIDFD_SELF, MADV_DONTNEED), which a traced exec in place needs \
+             (Linux 6.15 or later),",
+            errno,
+        ))
     } else {
-        Err(RunError::Host {
-            what: String::from(
-                "a traced exec in place needs process_madvise(PIDFD_SELF, MADV_DONTNEED) \
-                 (Linux 6.15 or later)",
-            ),
-            errno: if r < 0 { errno } else { libc::ENOSYS },
-        })
+        Err(RunError::Unsupported(String::from(
+            "a traced exec in place needs process_madvise(PIDFD_SELF, MADV_DONTNEED) to drop \
+             the page (Linux 6.15 or later)",
+        )))
     }
 }
 
@@ -610,10 +613,13 @@ impl Traced {
     }
 }
 
+/// What each entry of the interpreter's table does and how its result is checked.
+type Lowered = (&'static str, Expect);
+
 /// Lowers the script into the interpreter's table (memory writes become `pwrite64` on
 /// `/proc/self/mem`, from copies in the temporary pages). Returns the table's address and
 /// each entry's description.
-fn lower(script: &Script, temp: &Temp, mem: i32) -> Result<(u64, Vec<&'static str>), RunError> {
+fn lower(script: &Script, temp: &Temp, mem: i32) -> Result<(u64, Vec<Lowered>), RunError> {
     let table = temp.addr + 2 * PAGE;
     let end = temp.addr + temp.len;
     let mut src = table + (script.steps.len() as u64 + 1) * ENTRY;
@@ -644,7 +650,7 @@ fn lower(script: &Script, temp: &Temp, mem: i32) -> Result<(u64, Vec<&'static st
                 };
                 let [a, b, c, d, e, f] = *args;
                 push([*nr, a, b, c, d, e, f, kind, value, 0])?;
-                whats.push(*what);
+                whats.push((*what, *expect));
             }
             Step::Write { addr, bytes } => {
                 let len = bytes.len() as u64;
@@ -670,7 +676,10 @@ fn lower(script: &Script, temp: &Temp, mem: i32) -> Result<(u64, Vec<&'static st
                     len,
                     0,
                 ])?;
-                whats.push("writing the new image through /proc/self/mem");
+                whats.push((
+                    "writing the new image through /proc/self/mem",
+                    Expect::Value(len),
+                ));
                 src += len;
             }
         }
@@ -707,15 +716,22 @@ pub(super) fn exec(plan: &Plan<HostHandle>) -> Result<Infallible, RunError> {
     // SAFETY: the final block is in the temporary data page, mapped read-write; the
     // interpreter stored the failing entry's index in its word 6.
     let index = unsafe { *((fin + 48) as *const u64) } as usize;
-    let what = whats.get(index).copied().unwrap_or("the traced exec");
-    let errno = if rax > (-4096i64) as u64 {
-        (rax as i64).wrapping_neg() as i32
-    } else {
-        libc::EINVAL
-    };
-    Err(RunError::Host {
-        what: String::from(what),
-        errno,
+    let (what, expect) = whats
+        .get(index)
+        .copied()
+        .unwrap_or(("the traced exec", Expect::Ok));
+    let what = String::from(what);
+    let errno = (rax > (-4096i64) as u64)
+        .then(|| (rax as i64).wrapping_neg() as i32)
+        .and_then(script::errno_from_raw);
+    Err(match (errno, expect) {
+        (Some(errno), _) => RunError::Step { what, errno },
+        (None, Expect::Value(expected)) => RunError::StepResult {
+            what,
+            got: rax,
+            expected,
+        },
+        (None, _) => RunError::Unsupported(format!("{what} failed in the traced exec")),
     })
 }
 

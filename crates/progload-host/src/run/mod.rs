@@ -128,6 +128,7 @@
 //! - binfmt_misc `O`/`C` (`AT_EXECFD`) is not supported.
 //! - POSIX timers (`timer_create`) of the caller are not deleted.
 
+mod error;
 #[cfg(target_arch = "x86_64")]
 mod helper;
 #[cfg(target_arch = "x86_64")]
@@ -136,80 +137,12 @@ mod inplace;
 mod script;
 
 use std::convert::Infallible;
-use std::fmt;
 
-use progload::{Errno, LoadRequest, Plan, Profile, SeededRng};
+use progload::{LoadRequest, Plan, Profile, SeededRng};
+
+pub use self::error::RunError;
 
 use crate::{HostFs, HostHandle};
-
-/// Why a userland exec failed before its point of no return. The caller is unchanged.
-#[derive(Debug)]
-pub enum RunError {
-    /// Planning failed (the error `execve` would return, or a fatal one).
-    Plan(progload::Error),
-    /// A host operation failed while preparing.
-    Host {
-        /// What was being done.
-        what: String,
-        /// The host errno.
-        errno: i32,
-    },
-    /// The exec cannot be done in place (architecture, threads, kernel features, ...).
-    Unsupported(String),
-    /// A failure reported by a spawned child before its point of no return.
-    Reported {
-        /// The child's message.
-        message: String,
-        /// The errno.
-        errno: i32,
-    },
-}
-
-impl RunError {
-    pub(crate) fn host(what: impl Into<String>, e: impl Into<std::io::Error>) -> Self {
-        let e: std::io::Error = e.into();
-        RunError::Host {
-            what: what.into(),
-            errno: e.raw_os_error().unwrap_or(libc::EIO),
-        }
-    }
-
-    /// The errno this failure maps to (`execve`'s for planning errors).
-    pub fn errno(&self) -> Errno {
-        match self {
-            RunError::Plan(e) => e.errno(),
-            RunError::Host { errno, .. } | RunError::Reported { errno, .. } => Errno(*errno),
-            RunError::Unsupported(_) => Errno::EINVAL,
-        }
-    }
-
-    /// Whether the kernel would have killed the process instead (a planning error found
-    /// after its point of no return).
-    pub fn is_fatal(&self) -> bool {
-        matches!(self, RunError::Plan(e) if e.is_fatal())
-    }
-}
-
-impl fmt::Display for RunError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RunError::Plan(e) => write!(f, "{e}"),
-            RunError::Host { what, errno } => {
-                write!(f, "{what}: {}", std::io::Error::from_raw_os_error(*errno))
-            }
-            RunError::Unsupported(why) => write!(f, "cannot exec in place: {why}"),
-            RunError::Reported { message, .. } => write!(f, "{message}"),
-        }
-    }
-}
-
-impl std::error::Error for RunError {}
-
-impl From<progload::Error> for RunError {
-    fn from(e: progload::Error) -> Self {
-        RunError::Plan(e)
-    }
-}
 
 /// A process id.
 pub type Pid = i32;

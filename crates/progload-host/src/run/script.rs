@@ -126,13 +126,9 @@ pub(super) fn sys(nr: u64, args: [u64; 6], what: &'static str, expect: Expect) -
 }
 
 fn read_maps() -> Result<Vec<MapsLine>, RunError> {
-    Proc::Current.maps().map_err(|e| {
-        if e.kind() == std::io::ErrorKind::InvalidData {
-            RunError::Unsupported(format!("unparsable /proc/self/maps: {e}"))
-        } else {
-            RunError::host("reading /proc/self/maps", e)
-        }
-    })
+    Proc::Current
+        .maps()
+        .map_err(|e| RunError::proc("/proc/self/maps", e))
 }
 
 fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
@@ -291,7 +287,7 @@ fn signals_to_reset() -> Vec<(u64, bool)> {
 pub(super) fn cloexec_fds() -> Result<Vec<RawFd>, RunError> {
     let fds = Proc::Current
         .fds()
-        .map_err(|e| RunError::host("reading /proc/self/fd", e))?;
+        .map_err(|e| RunError::proc("/proc/self/fd", e))?;
     // The directory's own descriptor is closed now, so fcntl fails on it and drops it.
     Ok(fds
         .into_iter()
@@ -460,10 +456,7 @@ pub(super) fn prepare(plan: &Plan<HostHandle>, mode: Mode) -> Result<Prepared, R
     let c = &plan.credentials;
     let new_ids = [c.uid, c.euid, c.suid, c.gid, c.egid, c.sgid];
     if new_ids != cur_ids && cur_ids[1] != 0 {
-        return Err(RunError::Host {
-            what: String::from("a set-id exec in place needs privilege"),
-            errno: libc::EPERM,
-        });
+        return Err(RunError::NeedsPrivilege);
     }
     // SAFETY: personality(0xffffffff) only queries the persona.
     let persona = unsafe { libc::personality(0xffff_ffff) } as u32;
@@ -726,7 +719,7 @@ pub(super) fn exec(plan: &Plan<HostHandle>) -> Result<Infallible, RunError> {
     // it only forks, writes to a pipe and calls _exit.
     let h1 = unsafe { libc::syscall(libc::SYS_clone, 0 as libc::c_long, 0, 0, 0, 0) };
     if h1 < 0 {
-        return Err(RunError::host("clone", std::io::Error::last_os_error()));
+        return Err(RunError::host("clone of the helper's parent", last_errno()));
     }
     if h1 == 0 {
         // SAFETY: plain fork of a single-threaded process.
@@ -734,7 +727,13 @@ pub(super) fn exec(plan: &Plan<HostHandle>) -> Result<Infallible, RunError> {
         if h2 == 0 {
             helper::main(script, go_r.as_raw_fd(), helper_w.as_raw_fd());
         }
-        let msg = (h2 as i32).to_le_bytes();
+        // The helper's pid, or the fork's negated errno.
+        let msg = if h2 < 0 {
+            -last_errno().raw_os_error()
+        } else {
+            h2
+        }
+        .to_le_bytes();
         let _ = rustix::io::write(&helper_w, &msg);
         // SAFETY: _exit ends this helper process without running any destructor of the
         // copied state.
@@ -752,12 +751,17 @@ pub(super) fn exec(plan: &Plan<HostHandle>) -> Result<Infallible, RunError> {
         )));
     }
     let h2 = i32::from_le_bytes(buf);
-    let h2 = rustix::process::Pid::from_raw(h2).ok_or_else(|| {
-        RunError::host(
-            "fork of the helper",
-            std::io::Error::from_raw_os_error(libc::EAGAIN),
-        )
-    })?;
+    let h2 = match rustix::process::Pid::from_raw(h2) {
+        Some(pid) => pid,
+        None => match h2.checked_neg().and_then(errno_from_raw) {
+            Some(errno) => return Err(RunError::host("fork of the helper", errno)),
+            None => {
+                return Err(RunError::Unsupported(String::from(
+                    "the helper process did not start",
+                )))
+            }
+        },
+    };
     let _ = rustix::process::set_ptracer(rustix::process::PTracer::ProcessID(h2));
     rustix::io::write(&go_w, &[1]).map_err(|e| RunError::host("starting the helper", e))?;
 
@@ -766,14 +770,7 @@ pub(super) fn exec(plan: &Plan<HostHandle>) -> Result<Infallible, RunError> {
     let mut report = [0u8; 1024];
     let n = read_some(&from_helper, &mut report)?;
     let _ = rustix::process::set_ptracer(rustix::process::PTracer::None);
-    if n < 4 {
-        return Err(RunError::Unsupported(String::from(
-            "the helper process exited without replacing this process",
-        )));
-    }
-    let errno = i32::from_le_bytes([report[0], report[1], report[2], report[3]]);
-    let what = String::from_utf8_lossy(report.get(4..n).unwrap_or(&[])).into_owned();
-    Err(RunError::Host { what, errno })
+    Err(helper::decode_report(report.get(..n).unwrap_or(&[])))
 }
 
 /// Forks; the child replaces itself with `plan`; returns its pid once it is past its point of
@@ -785,7 +782,7 @@ pub(super) fn spawn(plan: &Plan<HostHandle>) -> Result<Pid, RunError> {
     // and then writes its error and calls _exit.
     let child = unsafe { libc::fork() };
     if child < 0 {
-        return Err(RunError::host("fork", std::io::Error::last_os_error()));
+        return Err(RunError::host("fork", last_errno()));
     }
     if child == 0 {
         drop(r);
@@ -815,9 +812,27 @@ pub(super) fn spawn(plan: &Plan<HostHandle>) -> Result<Pid, RunError> {
     let mut status = 0;
     // SAFETY: reaps our own child, which has failed and exited; `status` is a valid pointer.
     let _ = unsafe { libc::waitpid(child, &mut status, 0) };
-    let errno = msg
-        .get(..4)
-        .map_or(libc::EIO, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
-    let message = String::from_utf8_lossy(msg.get(4..).unwrap_or(&[])).into_owned();
-    Err(RunError::Reported { message, errno })
+    let Some((errno, message)) = msg.split_first_chunk::<4>() else {
+        return Err(RunError::Unsupported(String::from(
+            "the child exited with a truncated report",
+        )));
+    };
+    Err(RunError::Reported {
+        message: String::from_utf8_lossy(message).into_owned(),
+        errno: progload::Errno(i32::from_le_bytes(*errno)),
+    })
+}
+
+/// The errno a failed libc call left behind.
+fn last_errno() -> rustix::io::Errno {
+    let raw = std::io::Error::last_os_error().raw_os_error();
+    raw.and_then(errno_from_raw)
+        .unwrap_or(rustix::io::Errno::IO)
+}
+
+/// `raw` as an errno, if it is one (1..4096).
+pub(super) fn errno_from_raw(raw: i32) -> Option<rustix::io::Errno> {
+    (1..4096)
+        .contains(&raw)
+        .then(|| rustix::io::Errno::from_raw_os_error(raw))
 }
