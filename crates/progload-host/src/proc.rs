@@ -2,6 +2,9 @@
 //! traced child), by the host profile and by the exec in place (the calling process's own
 //! maps, status, personality and descriptors).
 
+// The probe and the exec in place, which read most of these, are x86_64 only.
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
 use std::fs::File;
 use std::io;
 use std::os::fd::RawFd;

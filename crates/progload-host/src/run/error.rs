@@ -72,6 +72,8 @@ pub enum RunError {
     },
 }
 
+// The constructors serve the x86_64 exec in place only.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 impl RunError {
     /// A failed system call of the preparation.
     pub(crate) fn host(what: impl Into<String>, errno: rustix::io::Errno) -> Self {

@@ -10,11 +10,18 @@
 //!   instruction, or the interpreter of the self-replay (x86_64).
 //! - `rseq`: the calling thread's rseq registration (x86_64).
 
+// Only the x86_64 probe and exec in place use these (elsewhere they report `Unsupported`).
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
 pub(crate) mod abi;
 pub(crate) mod process;
 
 #[cfg(target_arch = "x86_64")]
+pub(crate) mod pages;
+#[cfg(target_arch = "x86_64")]
 pub(crate) mod ptrace;
+#[cfg(target_arch = "x86_64")]
+pub(crate) mod rseq;
 
 use rustix::io::Errno;
 
