@@ -5,7 +5,8 @@ use std::fmt;
 use progload::auxv::AT_RANDOM;
 use progload::Plan;
 
-use crate::probe::{KernelImage, MapsLine};
+use crate::probe::KernelImage;
+use crate::proc::MapsLine;
 
 /// One field where the plan and the kernel disagree.
 #[derive(Clone, Debug, PartialEq, Eq)]

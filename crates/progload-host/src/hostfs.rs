@@ -81,10 +81,7 @@ impl HostFs {
         node.reader
             .get_or_init(|| {
                 // Re-open the O_PATH descriptor for reading through /proc/self/fd.
-                let path = format!(
-                    "/proc/self/fd/{}",
-                    std::os::fd::AsRawFd::as_raw_fd(&node.fd)
-                );
+                let path = crate::proc::Proc::fd_path(std::os::fd::AsRawFd::as_raw_fd(&node.fd));
                 rustix::fs::open(
                     path.as_str(),
                     OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NONBLOCK,

@@ -1,8 +1,9 @@
 //! progload on a real Linux host: the host filesystem, the host profile, the kernel probe
 //! (the oracle), the differential check, and exec in place.
 //!
-//! All `unsafe` code of the project lives in this crate, each block with a `// SAFETY:`
-//! comment.
+//! All `unsafe` code of the project lives in this crate, in its private `sys` module (safe
+//! wrappers over the system calls neither std nor rustix offers safely), each block with a
+//! `// SAFETY:` comment; the rest of the crate denies it.
 //!
 //! # Plan an exec on this machine
 //!
@@ -60,12 +61,16 @@
 //! # let _ = pid;
 //! ```
 #![deny(missing_docs)]
+#![deny(unsafe_code)]
 
 pub mod check;
 pub mod hostfs;
 pub mod probe;
+mod proc;
 pub mod profile;
 pub mod run;
+#[allow(unsafe_code)]
+mod sys;
 
 pub use hostfs::{HostFs, HostHandle};
 pub use profile::host_profile;

@@ -1,55 +1,30 @@
 //! The host profile: what this kernel, CPU and process would put into an exec, read from
-//! /proc (the process's own auxv, maps and vDSO) without any unsafe code.
+//! /proc (the process's own auxv, maps, vDSO and status).
 
 use std::fs;
-use std::io::{Read, Seek, SeekFrom};
 use std::sync::Arc;
 
 use progload::arch::riscv64::{AT_L1I_CACHESIZE, AT_L3_CACHEGEOMETRY};
 use progload::auxv::*;
 use progload::profile::{Credentials, KernelVersion, Profile, Vdso, VdsoPart};
+use rustix::thread::CapabilitySet;
+
+use crate::proc::{Proc, Status};
 
 fn read_u64(path: &str) -> Option<u64> {
     fs::read_to_string(path).ok()?.trim().parse().ok()
 }
 
 fn read_self_mem(addr: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    let mut f = fs::File::open("/proc/self/mem")?;
-    f.seek(SeekFrom::Start(addr))?;
     let mut buf = vec![0u8; len];
-    f.read_exact(&mut buf)?;
+    Proc::Current.read_mem(addr, &mut buf)?;
     Ok(buf)
 }
 
-/// The calling process's auxiliary vector.
+/// The calling process's auxiliary vector, with its terminating `(0, 0)` (empty when
+/// `/proc/self/auxv` cannot be read).
 pub fn self_auxv() -> Vec<(u64, u64)> {
-    let raw = fs::read("/proc/self/auxv").unwrap_or_default();
-    raw.chunks_exact(16)
-        .map(|c| {
-            let (k, v) = c.split_at(8);
-            (
-                u64::from_le_bytes(k.try_into().unwrap_or([0; 8])),
-                u64::from_le_bytes(v.try_into().unwrap_or([0; 8])),
-            )
-        })
-        .collect()
-}
-
-fn status_field<'a>(status: &'a str, key: &str) -> Option<&'a str> {
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix(key))
-        .map(str::trim)
-}
-
-fn status_ids(status: &str, key: &str) -> Vec<u32> {
-    status_field(status, key)
-        .map(|s| {
-            s.split_whitespace()
-                .filter_map(|x| x.parse().ok())
-                .collect()
-        })
-        .unwrap_or_default()
+    Proc::Current.auxv().unwrap_or_default()
 }
 
 /// The running kernel's release, from `/proc/version` (where Debian's kernels name their
@@ -114,20 +89,11 @@ pub fn host_profile() -> std::io::Result<Profile> {
     }
 
     // vDSO: the special mappings of this process, in address order.
-    let maps = fs::read_to_string("/proc/self/maps")?;
     let mut data = Vec::new();
     let mut vdso = None;
     p.vsyscall = false;
-    for line in maps.lines() {
-        let mut cols = line.split_whitespace();
-        let range = cols.next().unwrap_or("");
-        let name = cols.nth(4).unwrap_or("");
-        let Some((a, b)) = range.split_once('-') else {
-            continue;
-        };
-        let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else {
-            continue;
-        };
+    for m in Proc::Current.maps()? {
+        let (a, b, name) = (m.start, m.end, m.path.as_str());
         match name {
             "[vvar]" | "[vvar_vclock]" => data.push(VdsoPart {
                 name: name.to_string(),
@@ -164,19 +130,20 @@ pub fn host_profile() -> std::io::Result<Profile> {
         .and_then(|v| v.parse::<u64>().ok())
         .unwrap_or(256);
     p.stack_guard_gap = gap_pages * p.page_size;
-    if let Ok(s) = fs::read_to_string("/proc/self/personality") {
-        if let Ok(v) = u32::from_str_radix(s.trim(), 16) {
-            p.personality = v;
-        }
+    if let Ok(v) = Proc::Current.personality() {
+        p.personality = v;
     }
-    let status = fs::read_to_string("/proc/thread-self/status")?;
+    let status = Proc::CurrentThread.status()?;
     p.credentials = credentials_in(&status);
     // The bounding set: what a new effective uid 0 gets (see Profile::cap_sys_rawio). The
     // kernel checks CAP_SYS_RAWIO in the initial user namespace, so inside another one
     // (a rootless container, `unshare -r`) it never applies.
     let initial_ns = fs::read_to_string("/proc/self/uid_map")
         .is_ok_and(|m| m.split_whitespace().eq(["0", "0", "4294967295"]));
-    p.cap_sys_rawio = initial_ns && capability(&status, "CapBnd:", 17);
+    p.cap_sys_rawio = initial_ns
+        && status
+            .capabilities("CapBnd")
+            .contains(CapabilitySet::SYS_RAWIO);
     Ok(p)
 }
 
@@ -202,23 +169,17 @@ fn riscv64_layout(mut p: Profile) -> Profile {
     p
 }
 
-fn credentials_in(status: &str) -> Credentials {
-    let uids = status_ids(status, "Uid:");
-    let gids = status_ids(status, "Gid:");
+fn credentials_in(status: &Status) -> Credentials {
+    let ids = |name: &str| status.ids(name).unwrap_or_default();
+    let (uids, gids) = (ids("Uid"), ids("Gid"));
     Credentials {
         uid: uids.first().copied().unwrap_or(0),
         euid: uids.get(1).copied().unwrap_or(0),
         gid: gids.first().copied().unwrap_or(0),
         egid: gids.get(1).copied().unwrap_or(0),
-        groups: status_ids(status, "Groups:"),
-        no_new_privs: status_field(status, "NoNewPrivs:") == Some("1"),
+        groups: ids("Groups"),
+        no_new_privs: status.flag("NoNewPrivs"),
     }
-}
-
-fn capability(status: &str, set: &str, bit: u32) -> bool {
-    status_field(status, set)
-        .and_then(|s| u64::from_str_radix(s, 16).ok())
-        .is_some_and(|v| v >> bit & 1 == 1)
 }
 
 /// This thread's own credentials (ids, groups, no_new_privs), from /proc.
@@ -226,9 +187,7 @@ fn capability(status: &str, set: &str, bit: u32) -> bool {
 /// # Errors
 /// When /proc cannot be read.
 pub fn current_credentials() -> std::io::Result<Credentials> {
-    Ok(credentials_in(&fs::read_to_string(
-        "/proc/thread-self/status",
-    )?))
+    Ok(credentials_in(&Proc::CurrentThread.status()?))
 }
 
 /// Whether this thread has CAP_SYS_PTRACE in effect: as a tracer it then leaves set-id execs
@@ -237,6 +196,8 @@ pub fn current_credentials() -> std::io::Result<Credentials> {
 /// # Errors
 /// When /proc cannot be read.
 pub fn can_trace_set_id() -> std::io::Result<bool> {
-    let status = fs::read_to_string("/proc/thread-self/status")?;
-    Ok(capability(&status, "CapEff:", 19))
+    Ok(Proc::CurrentThread
+        .status()?
+        .capabilities("CapEff")
+        .contains(CapabilitySet::SYS_PTRACE))
 }

@@ -10,19 +10,19 @@
 //! return itself, while it still owns its memory, and leaves the destructive part to a
 //! helper that drives P from the outside with `ptrace`:
 //!
-//! 1. **P prepares** ([`exec_plan_in_place`]): it checks it is single-threaded, opens every
+//! 1. **P prepares** ([`exec_plan_in_place`], module `caller`): it checks it is single-threaded, opens every
 //!    file of the plan (through the `O_PATH` descriptors of [`crate::HostFs`]),
 //!    reads its own `/proc/self/maps`, signal actions, close-on-exec descriptors,
 //!    credentials and personality, and maps two temporary pages at an address that is free
 //!    now and free in the plan: an `r-x` page holding one `syscall` instruction and an `rw-`
 //!    page holding the syscall arguments (`struct sigaction`s, `stack_t`, `prctl_mm_map` and
-//!    the auxv, comm). It compiles everything into a `Script`: a list of
+//!    the auxv, comm). It compiles everything into a `Script` (module `script`): a list of
 //!    syscalls to run in P and of memory writes.
 //! 2. **P forks the helper** (H) by a double fork, the first one a raw `clone` with no exit
 //!    signal, so that P gets no `SIGCHLD` and keeps no zombie: H ends up a child of init, not
 //!    of P, and the new program never sees it. P names H with `PR_SET_PTRACER` (Yama) and
 //!    blocks in `read` on a pipe.
-//! 3. **H rebuilds P** (module `helper`): `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, then each step is
+//! 3. **H rebuilds P** (module `ptrace_helper`): `PTRACE_SEIZE` + `PTRACE_INTERRUPT`, then each step is
 //!    one syscall injected into P: registers set to `rip` = the temporary `syscall`
 //!    instruction, `orig_rax = -1` (no syscall restart), then `PTRACE_SINGLESTEP`, which
 //!    stops right after the syscall. In order: rseq unregistered (as `rseq_execve`), robust
@@ -61,7 +61,7 @@
 //! # When P is already traced (a debugger, strace, a `PTRACE_TRACEME` parent)
 //!
 //! No helper can attach to a traced process, so P replays the same script itself (module
-//! `inplace`); nothing is forked or cloned, so a tracer that follows forks sees no extra
+//! `self_replay`); nothing is forked or cloned, so a tracer that follows forks sees no extra
 //! process. The non-traced path above is unchanged.
 //!
 //! 1. P prepares as above, plus: `/proc/self/mem` opened (the writes go through it, as the
@@ -127,89 +127,31 @@
 //!   `setarch -R` too to get the kernel's exact later placements.
 //! - binfmt_misc `O`/`C` (`AT_EXECFD`) is not supported.
 //! - POSIX timers (`timer_create`) of the caller are not deleted.
+//!
+//! # Modules
+//!
+//! The graph is one-way: `script` (the operations, pure data, and `compile`) depends on no
+//! other module of `run` but `error`; the two runners, `ptrace_helper` (from outside) and
+//! `self_replay` (from inside), depend on `script`; `caller` (the preparation in P) too;
+//! the drivers here use them all. Their system calls go through the crate's `sys` module.
 
 #[cfg(target_arch = "x86_64")]
-mod helper;
+mod caller;
+mod error;
 #[cfg(target_arch = "x86_64")]
-mod inplace;
+mod ptrace_helper;
 #[cfg(target_arch = "x86_64")]
 mod script;
+#[cfg(target_arch = "x86_64")]
+mod self_replay;
 
 use std::convert::Infallible;
-use std::fmt;
 
-use progload::{Errno, LoadRequest, Plan, Profile, SeededRng};
+use progload::{LoadRequest, Plan, Profile, SeededRng};
+
+pub use self::error::RunError;
 
 use crate::{HostFs, HostHandle};
-
-/// Why a userland exec failed before its point of no return. The caller is unchanged.
-#[derive(Debug)]
-pub enum RunError {
-    /// Planning failed (the error `execve` would return, or a fatal one).
-    Plan(progload::Error),
-    /// A host operation failed while preparing.
-    Host {
-        /// What was being done.
-        what: String,
-        /// The host errno.
-        errno: i32,
-    },
-    /// The exec cannot be done in place (architecture, threads, kernel features, ...).
-    Unsupported(String),
-    /// A failure reported by a spawned child before its point of no return.
-    Reported {
-        /// The child's message.
-        message: String,
-        /// The errno.
-        errno: i32,
-    },
-}
-
-impl RunError {
-    pub(crate) fn host(what: impl Into<String>, e: impl Into<std::io::Error>) -> Self {
-        let e: std::io::Error = e.into();
-        RunError::Host {
-            what: what.into(),
-            errno: e.raw_os_error().unwrap_or(libc::EIO),
-        }
-    }
-
-    /// The errno this failure maps to (`execve`'s for planning errors).
-    pub fn errno(&self) -> Errno {
-        match self {
-            RunError::Plan(e) => e.errno(),
-            RunError::Host { errno, .. } | RunError::Reported { errno, .. } => Errno(*errno),
-            RunError::Unsupported(_) => Errno::EINVAL,
-        }
-    }
-
-    /// Whether the kernel would have killed the process instead (a planning error found
-    /// after its point of no return).
-    pub fn is_fatal(&self) -> bool {
-        matches!(self, RunError::Plan(e) if e.is_fatal())
-    }
-}
-
-impl fmt::Display for RunError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            RunError::Plan(e) => write!(f, "{e}"),
-            RunError::Host { what, errno } => {
-                write!(f, "{what}: {}", std::io::Error::from_raw_os_error(*errno))
-            }
-            RunError::Unsupported(why) => write!(f, "cannot exec in place: {why}"),
-            RunError::Reported { message, .. } => write!(f, "{message}"),
-        }
-    }
-}
-
-impl std::error::Error for RunError {}
-
-impl From<progload::Error> for RunError {
-    fn from(e: progload::Error) -> Self {
-        RunError::Plan(e)
-    }
-}
 
 /// A process id.
 pub type Pid = i32;
@@ -229,8 +171,7 @@ fn os_rng() -> SeededRng {
 /// program that execs on behalf of a user (as `std::process::Command` does in its children)
 /// usually wants the program to start with the default `SIGPIPE` instead: call this first.
 pub fn default_sigpipe() {
-    // SAFETY: installs the default action for SIGPIPE; no handler code is involved.
-    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    crate::sys::process::default_sigpipe();
 }
 
 /// Replaces the calling process with `request`, as `execve` would, without `execve`.
@@ -261,7 +202,12 @@ pub fn exec_in_place(
 pub fn exec_plan_in_place(plan: &Plan<HostHandle>) -> Result<Infallible, RunError> {
     #[cfg(target_arch = "x86_64")]
     {
-        script::exec(plan)
+        if caller::is_traced() {
+            // A debugger holds P: no helper can attach; P rebuilds itself.
+            exec_replaying(plan)
+        } else {
+            exec_with_helper(plan)
+        }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -270,6 +216,56 @@ pub fn exec_plan_in_place(plan: &Plan<HostHandle>) -> Result<Infallible, RunErro
             "userland exec is implemented for x86_64 only",
         )))
     }
+}
+
+/// The untraced path: P prepares, compiles the script, and a ptrace helper replays it.
+#[cfg(target_arch = "x86_64")]
+fn exec_with_helper(plan: &Plan<HostHandle>) -> Result<Infallible, RunError> {
+    use crate::sys::abi::PAGE;
+    use crate::sys::pages::Code;
+    let p = caller::Caller::prepare(plan, caller::Runner::PtraceHelper)?;
+    let temp = p.map_temp(plan, 2 * PAGE, Code::Syscall, |range| {
+        script::argument_blocks(plan, range, p.exe)
+    })?;
+    let state = caller::state()?;
+    let fds = p.fds();
+    let inputs = script::Inputs {
+        temp: caller::temp_range(&temp),
+        specials: &p.specials,
+        files: &fds,
+        state: &state,
+    };
+    let mut script = script::compile(plan, &inputs)?;
+    let channel = ptrace_helper::Channel::open()?;
+    script.close_on_exec(&caller::close_on_exec_fds()?);
+    script.unmap_temporary();
+    // `p` (the plan's files) and `temp` stay alive until the helper has used them.
+    channel.run(&script)
+}
+
+/// The traced path: P prepares, compiles the script, and replays it itself.
+#[cfg(target_arch = "x86_64")]
+fn exec_replaying(plan: &Plan<HostHandle>) -> Result<Infallible, RunError> {
+    use crate::sys::pages::Code;
+    let p = caller::Caller::prepare(plan, caller::Runner::SelfReplay)?;
+    let replay = self_replay::SelfReplay::prepare(plan, &p.maps, &p.files)?;
+    let temp = p.map_temp(plan, replay.temp_len(), Code::Interpreter, |range| {
+        let mut data = script::argument_blocks(plan, range, p.exe)?;
+        replay.fill_data(&mut data, range, plan);
+        Ok(data)
+    })?;
+    let state = caller::state()?;
+    let fds = p.fds();
+    let inputs = script::Inputs {
+        temp: caller::temp_range(&temp),
+        specials: &p.specials,
+        files: &fds,
+        state: &state,
+    };
+    let mut script = script::compile(plan, &inputs)?;
+    replay.extend(&mut script, plan);
+    script.close_on_exec(&caller::close_on_exec_fds()?);
+    replay.run(&script, &temp)
 }
 
 /// Starts `request` in a new process, as `fork` + `execve` would, without `execve`: forks,
@@ -296,7 +292,7 @@ pub fn spawn(
 pub fn spawn_plan(plan: &Plan<HostHandle>) -> Result<Pid, RunError> {
     #[cfg(target_arch = "x86_64")]
     {
-        script::spawn(plan)
+        spawn_child(plan)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
@@ -305,4 +301,52 @@ pub fn spawn_plan(plan: &Plan<HostHandle>) -> Result<Pid, RunError> {
             "userland exec is implemented for x86_64 only",
         )))
     }
+}
+
+/// Forks; the child replaces itself with `plan`; returns its pid once it is past its point
+/// of no return (the report pipe, close-on-exec, is closed by its script).
+#[cfg(target_arch = "x86_64")]
+fn spawn_child(plan: &Plan<HostHandle>) -> Result<Pid, RunError> {
+    use std::os::fd::AsRawFd;
+    let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
+        .map_err(|e| RunError::host("pipe", e))?;
+    let read_end = r.as_raw_fd() as u32;
+    // The child runs `exec_plan_in_place` (which allocates, as glibc allows after fork: its
+    // allocator is reset for the child), then writes its error and exits.
+    let child = crate::sys::process::fork(|| {
+        let _ = crate::sys::process::close_range(read_end, read_end);
+        let e = match exec_plan_in_place(plan) {
+            Err(e) => e,
+            Ok(never) => match never {},
+        };
+        let mut msg = e.errno().0.to_le_bytes().to_vec();
+        msg.extend_from_slice(e.to_string().as_bytes());
+        let _ = rustix::io::write(&w, &msg);
+        127
+    })
+    .map_err(|e| RunError::host("fork", e))?;
+    drop(w);
+    let mut msg = Vec::new();
+    let mut buf = [0u8; 1024];
+    loop {
+        let n = ptrace_helper::read_some(&r, &mut buf, "reading from the child")?;
+        if n == 0 {
+            break;
+        }
+        msg.extend_from_slice(buf.get(..n).unwrap_or(&[]));
+    }
+    if msg.is_empty() {
+        return Ok(child.as_raw_nonzero().get());
+    }
+    // The child failed and exited: reap it.
+    let _ = rustix::process::waitpid(Some(child), rustix::process::WaitOptions::empty());
+    let Some((errno, message)) = msg.split_first_chunk::<4>() else {
+        return Err(RunError::Unsupported(String::from(
+            "the child exited with a truncated report",
+        )));
+    };
+    Err(RunError::Reported {
+        message: String::from_utf8_lossy(message).into_owned(),
+        errno: progload::Errno(i32::from_le_bytes(*errno)),
+    })
 }

@@ -1,0 +1,45 @@
+//! Kernel constants the crate needs that libc 0.2 does not define, each from the uapi header
+//! (or ABI document) that defines it. Everything else comes from `libc` or `rustix`.
+
+/// The x86_64 page size, the only one the exec in place supports.
+pub(crate) const PAGE: u64 = 4096;
+
+/// `NT_X86_XSTATE` (`include/uapi/linux/elf.h`): the regset of the XSAVE area.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const NT_X86_XSTATE: libc::c_int = 0x202;
+
+/// `ARCH_SET_GS` (`arch/x86/include/uapi/asm/prctl.h`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) const ARCH_SET_GS: u64 = 0x1001;
+/// `ARCH_SET_FS` (`arch/x86/include/uapi/asm/prctl.h`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) const ARCH_SET_FS: u64 = 0x1002;
+/// `ARCH_GET_FS` (`arch/x86/include/uapi/asm/prctl.h`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) const ARCH_GET_FS: u64 = 0x1003;
+
+/// `RSEQ_FLAG_UNREGISTER` (`include/uapi/linux/rseq.h`).
+pub(crate) const RSEQ_FLAG_UNREGISTER: u64 = 1;
+
+/// `PIDFD_SELF_THREAD` (`include/uapi/linux/pidfd.h`, Linux 6.15), also named `PIDFD_SELF`:
+/// the calling thread, for `process_madvise`.
+pub(crate) const PIDFD_SELF: i64 = -10000;
+
+/// `__USER_CS` (`arch/x86/include/asm/segment.h`): the 64-bit user code segment selector.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const USER_CS: u64 = 0x33;
+/// `__USER_DS` (`arch/x86/include/asm/segment.h`): the user data (and stack) segment selector.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const USER_DS: u64 = 0x2b;
+/// `rflags` after exec (`start_thread`): `X86_EFLAGS_IF` and the always-set bit 1
+/// (`X86_EFLAGS_FIXED`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) const INITIAL_RFLAGS: u64 = 0x202;
+
+/// The x86_64 `syscall` instruction.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const SYSCALL_INSN: [u8; 2] = [0x0f, 0x05];
+
+/// `sizeof(sigset_t)` in the kernel (`_NSIG / 8`): what `rt_sigaction` and `rt_sigprocmask`
+/// take as their last argument.
+pub(crate) const KERNEL_SIGSET_SIZE: u64 = 8;
