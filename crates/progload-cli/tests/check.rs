@@ -143,7 +143,7 @@ fn a_32_bit_program_is_not_modelled() {
     assert_eq!(code, 1, "{out}");
     // The kernel (with IA32 emulation, as here) runs it.
     assert!(
-        out.starts_with("not modelled: 32-bit ELF") && out.contains("(kernel: Ran)"),
+        verdict_line(&out).starts_with("not modelled: 32-bit ELF") && out.contains("(kernel: Ran)"),
         "{out}"
     );
 }

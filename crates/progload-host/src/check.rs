@@ -126,39 +126,20 @@ pub fn compare<N>(plan: &Plan<N>, k: &KernelImage) -> Vec<Difference> {
         );
     }
 
-    let r = &k.regs;
-    d.cmp("entry (rip)", r.rip, plan.entry);
-    d.cmp("stack_pointer (rsp)", r.rsp, plan.stack.sp);
+    d.cmp("entry (pc)", k.pc, plan.entry);
+    d.cmp("stack_pointer (sp)", k.sp, plan.stack.sp);
     for (name, value) in plan.registers.named() {
-        let kv = match name {
-            "rip" | "rsp" => continue,
-            "r15" => r.r15,
-            "r14" => r.r14,
-            "r13" => r.r13,
-            "r12" => r.r12,
-            "rbp" => r.rbp,
-            "rbx" => r.rbx,
-            "r11" => r.r11,
-            "r10" => r.r10,
-            "r9" => r.r9,
-            "r8" => r.r8,
-            "rax" => r.rax,
-            "rcx" => r.rcx,
-            "rdx" => r.rdx,
-            "rsi" => r.rsi,
-            "rdi" => r.rdi,
-            "cs" => r.cs,
-            "ss" => r.ss,
-            "rflags" => r.rflags,
-            "fs_base" => r.fs_base,
-            "gs_base" => r.gs_base,
-            "ds" => r.ds,
-            "es" => r.es,
-            "fs" => r.fs,
-            "gs" => r.gs,
-            _ => continue,
-        };
-        d.cmp(format!("registers.{name}"), kv, value);
+        if matches!(name, "rip" | "rsp" | "pc" | "sp") {
+            continue; // compared above
+        }
+        match k.register(name) {
+            Some(kv) => d.cmp(format!("registers.{name}"), kv, value),
+            None => d.cmp(
+                format!("registers.{name}"),
+                String::from("(none)"),
+                format!("{value:#x}"),
+            ),
+        }
     }
 
     d.auxv(&k.auxv, &plan.auxv, |_| false);

@@ -132,8 +132,17 @@ pub struct X86Regs {
 /// The process image the kernel built, read at the post-exec stop.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct KernelImage {
-    /// Registers at the first instruction.
+    /// x86_64's registers at the first instruction (all zero on other architectures: see
+    /// [`Self::registers`]).
     pub regs: X86Regs,
+    /// The registers at the first instruction, named as the architecture's
+    /// `struct user_regs_struct` names them (x86_64 `rip`, `rsp`, `rflags`, ...; aarch64
+    /// `x0`..`x30`, `sp`, `pc`, `pstate`; riscv64 `pc`, `ra`, `sp`, ...), in its order.
+    pub registers: Vec<(&'static str, u64)>,
+    /// The program counter at the first instruction.
+    pub pc: u64,
+    /// The stack pointer at the first instruction.
+    pub sp: u64,
     /// `/proc/PID/maps`, in order.
     pub maps: Vec<MapsLine>,
     /// `/proc/PID/auxv` as `(type, value)` pairs, including the terminating `(0, 0)`.
@@ -159,6 +168,14 @@ pub struct KernelImage {
 }
 
 impl KernelImage {
+    /// The register named `name` (see [`Self::registers`]).
+    pub fn register(&self, name: &str) -> Option<u64> {
+        self.registers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|&(_, v)| v)
+    }
+
     /// The value of the first auxv entry of type `key`.
     pub fn auxv_get(&self, key: u64) -> Option<u64> {
         self.auxv.iter().find(|&&(k, _)| k == key).map(|&(_, v)| v)
@@ -177,7 +194,7 @@ impl KernelImage {
     /// The bytes of `stack_bytes` at the stack address `addr` onwards, if `addr` is in
     /// `[rsp, stack_top)`.
     pub fn stack_slice(&self, addr: u64) -> Option<&[u8]> {
-        let off = usize::try_from(addr.checked_sub(self.regs.rsp)?).ok()?;
+        let off = usize::try_from(addr.checked_sub(self.sp)?).ok()?;
         self.stack_bytes.get(off..)
     }
 

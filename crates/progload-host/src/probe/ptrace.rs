@@ -80,6 +80,48 @@ impl Drop for ChildGuard {
     }
 }
 
+/// `struct user_regs_struct` of x86_64 (`arch/x86/include/asm/user_64.h`), with `eflags`
+/// named `rflags` as the plan names it.
+#[cfg(target_arch = "x86_64")]
+const REG_NAMES: &[&str] = &[
+    "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax", "rcx", "rdx", "rsi",
+    "rdi", "orig_rax", "rip", "cs", "rflags", "rsp", "ss", "fs_base", "gs_base", "ds", "es", "fs",
+    "gs",
+];
+#[cfg(target_arch = "x86_64")]
+const PC: &str = "rip";
+#[cfg(target_arch = "x86_64")]
+const SP: &str = "rsp";
+/// `struct user_pt_regs` of arm64 (`arch/arm64/include/uapi/asm/ptrace.h`).
+#[cfg(target_arch = "aarch64")]
+const REG_NAMES: &[&str] = &[
+    "x0", "x1", "x2", "x3", "x4", "x5", "x6", "x7", "x8", "x9", "x10", "x11", "x12", "x13", "x14",
+    "x15", "x16", "x17", "x18", "x19", "x20", "x21", "x22", "x23", "x24", "x25", "x26", "x27",
+    "x28", "x29", "x30", "sp", "pc", "pstate",
+];
+/// `struct user_regs_struct` of riscv (`arch/riscv/include/uapi/asm/ptrace.h`).
+#[cfg(target_arch = "riscv64")]
+const REG_NAMES: &[&str] = &[
+    "pc", "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2", "a3", "a4", "a5",
+    "a6", "a7", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10", "s11", "t3", "t4", "t5",
+    "t6",
+];
+#[cfg(not(target_arch = "x86_64"))]
+const PC: &str = "pc";
+#[cfg(not(target_arch = "x86_64"))]
+const SP: &str = "sp";
+
+/// `r` as words in [`REG_NAMES`] order.
+#[cfg(target_arch = "x86_64")]
+fn x86_words(r: &Regs) -> Vec<u64> {
+    vec![
+        r.r15, r.r14, r.r13, r.r12, r.rbp, r.rbx, r.r11, r.r10, r.r9, r.r8, r.rax, r.rcx, r.rdx,
+        r.rsi, r.rdi, r.orig_rax, r.rip, r.cs, r.eflags, r.rsp, r.ss, r.fs_base, r.gs_base, r.ds,
+        r.es, r.fs, r.gs,
+    ]
+}
+
+#[cfg(target_arch = "x86_64")]
 fn to_regs(r: &Regs) -> X86Regs {
     X86Regs {
         rip: r.rip,
@@ -352,8 +394,24 @@ fn read_image(child: &mut ChildGuard) -> io::Result<KernelImage> {
     let pid = child.pid;
     let proc = Proc::Pid(pid.as_raw_nonzero().get());
 
+    // x86_64: PTRACE_GETREGS, whose 64-bit layout also serves a 32-bit tracee (its
+    // NT_PRSTATUS is the 32-bit one).
+    #[cfg(target_arch = "x86_64")]
     let raw_regs = sys_ptrace::getregs(pid)?;
-    let regs = to_regs(&raw_regs);
+    #[cfg(target_arch = "x86_64")]
+    let (regs, words) = (to_regs(&raw_regs), x86_words(&raw_regs));
+    #[cfg(not(target_arch = "x86_64"))]
+    let (regs, words) = (X86Regs::default(), sys_ptrace::get_prstatus(pid)?);
+    let registers: Vec<(&'static str, u64)> = REG_NAMES
+        .iter()
+        .copied()
+        .zip(words.iter().copied())
+        .collect();
+    let named = |n: &str| registers.iter().find(|(k, _)| *k == n).map(|&(_, v)| v);
+    let (pc, sp) = match (named(PC), named(SP)) {
+        (Some(pc), Some(sp)) => (pc, sp),
+        _ => return Err(invalid_data("the tracee's registers are incomplete".into())),
+    };
     let maps = proc.maps()?;
     let auxv = proc.auxv()?;
     let mut mm = proc.stat_mm()?;
@@ -369,22 +427,29 @@ fn read_image(child: &mut ChildGuard) -> io::Result<KernelImage> {
         .find(|m| m.path == "[stack]")
         .ok_or_else(|| invalid_data("no [stack] mapping".into()))?;
     let stack_top = stack.end;
-    if !(stack.start <= regs.rsp && regs.rsp <= stack_top) {
+    if !(stack.start <= sp && sp <= stack_top) {
         return Err(invalid_data(format!(
-            "rsp {:#x} outside [stack] {:#x}-{:#x}",
-            regs.rsp, stack.start, stack.end
+            "sp {:#x} outside [stack] {:#x}-{:#x}",
+            sp, stack.start, stack.end
         )));
     }
-    let len = usize::try_from(stack_top - regs.rsp)
-        .map_err(|_| invalid_data("stack too large".into()))?;
+    let len =
+        usize::try_from(stack_top - sp).map_err(|_| invalid_data("stack too large".into()))?;
     let mut stack_bytes = vec![0u8; len];
-    proc.read_mem(regs.rsp, &mut stack_bytes)?;
+    proc.read_mem(sp, &mut stack_bytes)?;
 
-    // Last, because it runs code in the child.
-    mm.brk = inject_brk0(child, &raw_regs, proc);
+    // Last, because it runs code in the child. Elsewhere than x86_64 the break is not read:
+    // right after an exec it always equals start_brk.
+    #[cfg(target_arch = "x86_64")]
+    {
+        mm.brk = inject_brk0(child, &raw_regs, proc);
+    }
 
     Ok(KernelImage {
         regs,
+        registers,
+        pc,
+        sp,
         maps,
         auxv,
         stack_top,
@@ -402,6 +467,7 @@ fn read_image(child: &mut ChildGuard) -> io::Result<KernelImage> {
 /// Make the stopped child execute `brk(0)` (which returns the current break and changes
 /// nothing) by placing a `syscall` instruction at `rip` and single-stepping it; the original
 /// bytes and registers are restored afterwards. Any failure gives `None`.
+#[cfg(target_arch = "x86_64")]
 fn inject_brk0(child: &mut ChildGuard, regs: &Regs, proc: Proc) -> Option<u64> {
     use std::os::unix::fs::FileExt;
     let pid = child.pid;

@@ -86,6 +86,27 @@ pub(crate) fn setregs(pid: Pid, regs: &Regs) -> Result<(), Errno> {
     request(libc::PTRACE_SETREGS, pid, 0, regs as *const Regs as usize)
 }
 
+/// `PTRACE_GETREGSET` of `NT_PRSTATUS`: the general-purpose registers as the architecture's
+/// `struct user_regs_struct` lays them out, one word each.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn get_prstatus(pid: Pid) -> Result<Vec<u64>, Errno> {
+    let mut words = [0u64; 64];
+    let mut iov = libc::iovec {
+        iov_base: words.as_mut_ptr().cast(),
+        iov_len: std::mem::size_of_val(&words),
+    };
+    // The iovec points to `words`, alive and writable for its whole length; the kernel writes
+    // at most `iov_len` bytes there and trims `iov_len` to what it wrote.
+    request(
+        libc::PTRACE_GETREGSET,
+        pid,
+        libc::NT_PRSTATUS as usize,
+        &mut iov as *mut libc::iovec as usize,
+    )?;
+    let n = (iov.iov_len / 8).min(words.len());
+    Ok(words[..n].to_vec())
+}
+
 /// `PTRACE_GETREGSET` of `NT_X86_XSTATE` into `buf`; returns the length the kernel wrote.
 pub(crate) fn get_xstate(pid: Pid, buf: &mut [u8]) -> Result<usize, Errno> {
     let mut iov = libc::iovec {
