@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use clap::Args;
-use progload_host::check::{check, CheckRequest, Verdict};
+use progload_host::check::{check, check_recorded, verdict, CheckRequest, Judge, Verdict};
 use serde_json::json;
 
 use crate::args::{caller, environment, load_profile, ExecArgs, Usage};
@@ -25,6 +25,15 @@ pub(crate) struct CheckArgs {
     /// Parallel checks in a sweep.
     #[arg(long, default_value_t = 2)]
     pub(crate) jobs: usize,
+    /// With --sweep: also write each exec's request and the kernel's outcome (its whole image
+    /// at the first instruction) into DIR, one JSON file per program, for --replay.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) record: Option<PathBuf>,
+    /// Judge plans against recorded kernel outcomes instead of the live kernel: the operands
+    /// are directories written by --record. Plan with the recording machine's profile
+    /// (--profile FILE) and files (--root DIR).
+    #[arg(long, conflicts_with = "sweep")]
+    pub(crate) replay: bool,
     #[command(flatten)]
     pub(crate) exec: ExecArgs,
 }
@@ -128,6 +137,9 @@ pub fn run(args: &CheckArgs) -> ExitCode {
     if args.sweep {
         return sweep(args, &profile);
     }
+    if args.replay {
+        return replay(args, &profile);
+    }
     let a = &args.exec;
     let rest: Vec<Vec<u8>> = a.args().iter().map(|s| s.as_bytes().to_vec()).collect();
     let req = match request(a, a.program().as_bytes().to_vec(), &rest) {
@@ -201,7 +213,10 @@ fn sweep(args: &CheckArgs, profile: &progload::Profile) -> ExitCode {
                 let Some(f) = files.get(i) else { break };
                 let r = request(a, f.as_os_str().as_bytes().to_vec(), &[])
                     .map_err(|Usage(m)| m)
-                    .and_then(|req| check(&req, profile).map_err(|e| e.to_string()));
+                    .and_then(|req| match &args.record {
+                        None => check(&req, profile).map_err(|e| e.to_string()),
+                        Some(dir) => check_and_record(&req, profile, dir, i),
+                    });
                 let mut res = results.lock().unwrap_or_else(|e| e.into_inner());
                 res.push((f.clone(), r));
                 if tty {
@@ -213,7 +228,96 @@ fn sweep(args: &CheckArgs, profile: &progload::Profile) -> ExitCode {
     if tty {
         eprintln!();
     }
-    let mut results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    let results = results.into_inner().unwrap_or_else(|e| e.into_inner());
+    summarize(args, results, started)
+}
+
+/// [`check_recorded`], then the request and the kernel's outcome written to `dir/NNNNN.json`.
+fn check_and_record(
+    req: &CheckRequest,
+    profile: &progload::Profile,
+    dir: &Path,
+    index: usize,
+) -> Result<Verdict, String> {
+    let (v, outcome) = check_recorded(req, profile).map_err(|e| e.to_string())?;
+    let traces = progload_host::profile::can_trace_set_id().map_err(|e| e.to_string())?;
+    let rec = crate::record::record_json(req, &profile.kernel.to_string(), traces, &outcome);
+    let file = dir.join(format!("{index:05}.json"));
+    std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&file, rec.to_string()))
+        .map_err(|e| format!("{}: {e}", file.display()))?;
+    Ok(v)
+}
+
+/// `check --replay DIR...`: every recorded exec judged against a plan from `profile` over
+/// `--root`.
+fn replay(args: &CheckArgs, profile: &progload::Profile) -> ExitCode {
+    let a = &args.exec;
+    let fs = match progload_host::HostFs::new(&a.root) {
+        Ok(fs) => fs,
+        Err(e) => {
+            eprintln!("progload: --root {}: {e}", a.root.display());
+            return ExitCode::from(2);
+        }
+    };
+    let mut files = Vec::new();
+    for d in &a.command {
+        match crate::record::record_files(Path::new(d)) {
+            Ok(f) => files.extend(f),
+            Err(e) => {
+                eprintln!("progload: {}: {e}", Path::new(d).display());
+                return ExitCode::from(2);
+            }
+        }
+    }
+    if files.is_empty() {
+        eprintln!("progload: check --replay: no records (*.json) in the directories given");
+        return ExitCode::from(2);
+    }
+    let started = std::time::Instant::now();
+    // The recording prober entered each working directory as root.
+    let root_creds = progload::profile::Credentials::root();
+    let results = files
+        .iter()
+        .map(|f| {
+            let r = std::fs::read_to_string(f)
+                .map_err(|e| e.to_string())
+                .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+                .and_then(|v| crate::record::record_from(&v))
+                .and_then(|rec| {
+                    if rec.kernel != profile.kernel.to_string() {
+                        return Err(format!(
+                            "recorded on Linux {}, but the profile plans for {} (give the \
+                             recording machine's profile with --profile)",
+                            rec.kernel, profile.kernel
+                        ));
+                    }
+                    let judge = Judge {
+                        fs: &fs,
+                        cwd_credentials: &root_creds,
+                        tracer_may_trace_set_id: rec.tracer_may_trace_set_id,
+                    };
+                    let name = PathBuf::from(std::ffi::OsStr::from_bytes(&rec.request.path));
+                    verdict(&rec.request, profile, &judge, rec.outcome)
+                        .map(|v| (name, v))
+                        .map_err(|e| e.to_string())
+                });
+            match r {
+                Ok((name, v)) => (name, Ok(v)),
+                Err(e) => (f.clone(), Err(e)),
+            }
+        })
+        .collect();
+    summarize(args, results, started)
+}
+
+/// The summary of a sweep or a replay: counts by outcome and by differing field, the
+/// failures; exit 1 when any plan disagrees.
+fn summarize(
+    args: &CheckArgs,
+    mut results: Vec<(PathBuf, Result<Verdict, String>)>,
+    started: std::time::Instant,
+) -> ExitCode {
     results.sort_by(|x, y| x.0.cmp(&y.0));
     let mut counts: BTreeMap<&str, usize> = BTreeMap::new();
     let mut by_field: BTreeMap<String, usize> = BTreeMap::new();

@@ -5,6 +5,7 @@ mod check;
 mod explain;
 mod plan;
 mod profile_file;
+mod record;
 mod report;
 mod run;
 mod svg;

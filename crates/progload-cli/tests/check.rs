@@ -168,3 +168,50 @@ fn loader_and_libc_run_directly() {
         }
     }
 }
+
+/// `check --sweep --record` writes what the kernel did; `check --replay` judges the plans
+/// against it again (identical here, same machine), and a record whose kernel image is
+/// changed by one page is reported as differing: the replay compares, it does not trust.
+#[test]
+fn recorded_sweep_replays_and_a_tampered_record_differs() {
+    let dir = progload_testkit::progs::TempDir::new().unwrap();
+    let bin = dir.join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    for p in ["/usr/bin/true", "/usr/bin/ls"] {
+        std::fs::copy(p, bin.join(p.rsplit('/').next().unwrap())).unwrap();
+    }
+    let rec = dir.join("rec");
+    let (code, _) = progload(&[
+        "check",
+        "--sweep",
+        "--record",
+        rec.to_str().unwrap(),
+        bin.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0);
+    let (code, out) = progload(&["check", "--replay", "--json", rec.to_str().unwrap()]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (code, v["counts"]["identical"].as_u64()),
+        (0, Some(2)),
+        "{out}"
+    );
+
+    let first = rec.join("00000.json");
+    let mut r: Value = serde_json::from_str(&std::fs::read_to_string(&first).unwrap()).unwrap();
+    let top = r["outcome"]["stopped"]["stack_top"].as_u64().unwrap();
+    r["outcome"]["stopped"]["stack_top"] = (top - 4096).into();
+    std::fs::write(&first, r.to_string()).unwrap();
+    let (code, out) = progload(&["check", "--replay", "--json", rec.to_str().unwrap()]);
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        (code, v["counts"]["differing"].as_u64()),
+        (1, Some(1)),
+        "{out}"
+    );
+    assert_eq!(
+        v["differing_fields"]["stack.top"].as_u64(),
+        Some(1),
+        "{out}"
+    );
+}

@@ -332,7 +332,19 @@ pub fn compare_unrandomized_parts<N>(plan: &Plan<N>, k: &KernelImage) -> Vec<Dif
 /// # Errors
 /// When the probe itself fails (not when the exec fails).
 pub fn check(req: &CheckRequest, profile: &progload::Profile) -> std::io::Result<Verdict> {
-    use crate::probe::{probe_with_timeout, ProbeOutcome, ProbeRequest};
+    check_recorded(req, profile).map(|(v, _)| v)
+}
+
+/// [`check`], also returning what the kernel did, to be judged again elsewhere with
+/// [`verdict`] (a recorded sweep planned from another machine's profile and files).
+///
+/// # Errors
+/// When the probe itself fails (not when the exec fails).
+pub fn check_recorded(
+    req: &CheckRequest,
+    profile: &progload::Profile,
+) -> std::io::Result<(Verdict, crate::probe::ProbeOutcome)> {
+    use crate::probe::{probe_with_timeout, ProbeRequest};
     let probe = |r: &ProbeRequest| probe_with_timeout(r, PROBE_TIMEOUT);
     let preq = ProbeRequest {
         path: req.path.clone(),
@@ -345,17 +357,51 @@ pub fn check(req: &CheckRequest, profile: &progload::Profile) -> std::io::Result
         credentials: req.credentials.clone(),
     };
     let outcome = crate::probe::retry_busy(|| probe(&preq))?;
+    let fs = crate::HostFs::new("/")?;
+    let judge = Judge {
+        fs: &fs,
+        // The probe's child enters the cwd before taking the credentials.
+        cwd_credentials: &crate::profile::current_credentials()?,
+        tracer_may_trace_set_id: crate::profile::can_trace_set_id()?,
+    };
+    let v = verdict(req, profile, &judge, outcome.clone())?;
+    Ok((v, outcome))
+}
+
+/// Where and how a kernel outcome is judged: the files of the plan (the kernel's root), the
+/// credentials the working directory is resolved with (the prober's), and whether the prober
+/// could trace a set-id exec without the kernel downgrading it (CAP_SYS_PTRACE).
+pub struct Judge<'a> {
+    /// The root the exec ran in.
+    pub fs: &'a crate::HostFs,
+    /// The credentials the working directory was entered with.
+    pub cwd_credentials: &'a progload::profile::Credentials,
+    /// Whether the prober had CAP_SYS_PTRACE.
+    pub tracer_may_trace_set_id: bool,
+}
+
+/// Plans `req` with `profile` over `judge.fs` and compares the plan with `outcome`, the
+/// kernel's exec of the same request.
+///
+/// # Errors
+/// When the working directory cannot be resolved in the root.
+pub fn verdict(
+    req: &CheckRequest,
+    profile: &progload::Profile,
+    judge: &Judge<'_>,
+    outcome: crate::probe::ProbeOutcome,
+) -> std::io::Result<Verdict> {
+    use crate::probe::ProbeOutcome;
+    let fs = judge.fs;
     let mut profile = profile.clone();
     profile.personality |= progload::profile::ADDR_NO_RANDOMIZE | req.personality;
     if let Some(r) = req.stack_rlimit {
         profile.stack_rlimit = r;
     }
-    let fs = crate::HostFs::new("/")?;
-    let root = progload::resolve::DirPath::root(progload::FileSystem::root(&fs));
-    // The probe's child enters the cwd before taking the credentials: resolve it likewise.
+    let root = progload::resolve::DirPath::root(progload::FileSystem::root(fs));
     let cwd = progload::resolve::resolve_dir(
-        &fs,
-        &crate::profile::current_credentials()?,
+        fs,
+        judge.cwd_credentials,
         &root,
         req.cwd.as_os_str().as_encoded_bytes(),
     )
@@ -367,7 +413,7 @@ pub fn check(req: &CheckRequest, profile: &progload::Profile) -> std::io::Result
     lr.argv = req.argv.clone();
     lr.cwd = Some(cwd);
     lr.misc_rules = req.misc_rules.clone();
-    let planned = progload::plan(&fs, &profile, &lr, &mut progload::SeededRng::new(0));
+    let planned = progload::plan(fs, &profile, &lr, &mut progload::SeededRng::new(0));
     let kernel_outcome = match &outcome {
         ProbeOutcome::Stopped(_) => KernelOutcome::Ran,
         ProbeOutcome::Refused { errno } => KernelOutcome::Refused(progload::Errno(*errno)),
@@ -387,7 +433,7 @@ pub fn check(req: &CheckRequest, profile: &progload::Profile) -> std::io::Result
         let c = &p.credentials;
         let old = &profile.credentials;
         let changes = c.euid != old.euid || c.egid != old.egid;
-        if changes && !crate::profile::can_trace_set_id()? {
+        if changes && !judge.tracer_may_trace_set_id {
             return Ok(Verdict::NotModelled {
                 why: "a set-id exec under a tracer without CAP_SYS_PTRACE, which the kernel downgrades".into(),
                 kernel: kernel_outcome,

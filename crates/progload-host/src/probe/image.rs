@@ -138,7 +138,7 @@ pub struct KernelImage {
     /// The registers at the first instruction, named as the architecture's
     /// `struct user_regs_struct` names them (x86_64 `rip`, `rsp`, `rflags`, ...; aarch64
     /// `x0`..`x30`, `sp`, `pc`, `pstate`; riscv64 `pc`, `ra`, `sp`, ...), in its order.
-    pub registers: Vec<(&'static str, u64)>,
+    pub registers: Vec<(String, u64)>,
     /// The program counter at the first instruction.
     pub pc: u64,
     /// The stack pointer at the first instruction.

@@ -402,12 +402,12 @@ fn read_image(child: &mut ChildGuard) -> io::Result<KernelImage> {
     let (regs, words) = (to_regs(&raw_regs), x86_words(&raw_regs));
     #[cfg(not(target_arch = "x86_64"))]
     let (regs, words) = (X86Regs::default(), sys_ptrace::get_prstatus(pid)?);
-    let registers: Vec<(&'static str, u64)> = REG_NAMES
+    let registers: Vec<(String, u64)> = REG_NAMES
         .iter()
-        .copied()
+        .map(|n| n.to_string())
         .zip(words.iter().copied())
         .collect();
-    let named = |n: &str| registers.iter().find(|(k, _)| *k == n).map(|&(_, v)| v);
+    let named = |n: &str| registers.iter().find(|(k, _)| k == n).map(|&(_, v)| v);
     let (pc, sp) = match (named(PC), named(SP)) {
         (Some(pc), Some(sp)) => (pc, sp),
         _ => return Err(invalid_data("the tracee's registers are incomplete".into())),
