@@ -458,6 +458,13 @@ fn plan_inner<F: FileSystem + ?Sized>(
             arch: profile.arch,
             pc: loaded.entry,
             sp: stack.sp,
+            flags: match profile.arch {
+                Arch::X86_64 if profile.kernel.rules().x86_rflags_fixed_bit => {
+                    crate::arch::x86_64::INITIAL_RFLAGS
+                }
+                Arch::X86_64 => crate::arch::x86_64::INITIAL_RFLAGS_OLD,
+                _ => 0,
+            },
         },
         auxv: loaded.auxv,
         mm: MmFields {

@@ -19,7 +19,7 @@ use rustix::process::{Pid, WaitOptions, WaitStatus};
 use super::error::RunError;
 use super::script::{syscall, Expect, Script, Step};
 use crate::proc::Proc;
-use crate::sys::abi::{INITIAL_RFLAGS, RSEQ_FLAG_UNREGISTER, SYSCALL_INSN, USER_CS, USER_DS};
+use crate::sys::abi::{RSEQ_FLAG_UNREGISTER, SYSCALL_INSN, USER_CS, USER_DS};
 use crate::sys::process;
 use crate::sys::ptrace::{self, Regs};
 
@@ -342,11 +342,11 @@ impl Tracee {
     }
 
     /// Sets the registers of `START_THREAD` and detaches: the program runs.
-    fn start(&self, entry: u64, sp: u64) -> Result<(), Failure> {
+    fn start(&self, entry: u64, sp: u64, rflags: u64) -> Result<(), Failure> {
         let mut r = ptrace::zeroed_regs();
         r.rip = entry;
         r.rsp = sp;
-        r.eflags = INITIAL_RFLAGS;
+        r.eflags = rflags;
         r.cs = USER_CS;
         r.ss = USER_DS;
         r.orig_rax = u64::MAX;
@@ -437,7 +437,8 @@ fn replay(script: &Script, go: &OwnedFd) -> Result<(), Failure> {
     for s in &script.steps {
         run_step(&mut t, &mem, s)?;
     }
-    t.start(script.entry, script.sp).map_err(|_| t.die())
+    t.start(script.entry, script.sp, script.rflags)
+        .map_err(|_| t.die())
 }
 
 fn run_step(t: &mut Tracee, mem: &File, s: &Step) -> Result<(), Failure> {

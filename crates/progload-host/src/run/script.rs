@@ -121,6 +121,8 @@ pub(super) struct Script {
     pub(super) entry: u64,
     /// The initial stack pointer.
     pub(super) sp: u64,
+    /// The initial rflags.
+    pub(super) rflags: u64,
 }
 
 impl Script {
@@ -369,6 +371,7 @@ pub(super) fn compile(plan: &Plan<HostHandle>, inputs: &Inputs<'_>) -> Result<Sc
         steps,
         entry: plan.entry,
         sp: plan.stack.sp,
+        rflags: plan.registers.flags,
     })
 }
 

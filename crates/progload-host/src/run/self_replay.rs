@@ -22,8 +22,8 @@ use super::script::{
 };
 use crate::proc::{MapsLine, Proc};
 use crate::sys::abi::{
-    ARCH_SET_FS, ARCH_SET_GS, INITIAL_RFLAGS, PAGE, PIDFD_SELF, RSEQ_FLAG_UNREGISTER, SYSCALL_INSN,
-    USER_CS, USER_DS,
+    ARCH_SET_FS, ARCH_SET_GS, PAGE, PIDFD_SELF, RSEQ_FLAG_UNREGISTER, SYSCALL_INSN, USER_CS,
+    USER_DS,
 };
 use crate::sys::pages::{
     self, MadviseCheck, TempPages, ENTRY, KIND_ANY, KIND_END, KIND_OK, KIND_VALUE,
@@ -323,7 +323,7 @@ impl SelfReplay {
         let sc = |off: usize| UC_MCONTEXT + off;
         uc[sc(SC_RSP)..sc(SC_RSP) + 8].copy_from_slice(&plan.stack.sp.to_le_bytes());
         uc[sc(SC_RIP)..sc(SC_RIP) + 8].copy_from_slice(&plan.entry.to_le_bytes());
-        uc[sc(SC_EFLAGS)..sc(SC_EFLAGS) + 8].copy_from_slice(&INITIAL_RFLAGS.to_le_bytes());
+        uc[sc(SC_EFLAGS)..sc(SC_EFLAGS) + 8].copy_from_slice(&plan.registers.flags.to_le_bytes());
         uc[sc(SC_CS)..sc(SC_CS) + 2].copy_from_slice(&(USER_CS as u16).to_le_bytes());
         uc[sc(SC_SS)..sc(SC_SS) + 2].copy_from_slice(&(USER_DS as u16).to_le_bytes());
         // fpstate NULL: the x87/SSE/AVX state is reset to its initial values.

@@ -31,11 +31,6 @@ pub(crate) const USER_CS: u64 = 0x33;
 /// `__USER_DS` (`arch/x86/include/asm/segment.h`): the user data (and stack) segment selector.
 #[cfg(target_arch = "x86_64")]
 pub(crate) const USER_DS: u64 = 0x2b;
-/// `rflags` after exec (`start_thread`): `X86_EFLAGS_IF` and the always-set bit 1
-/// (`X86_EFLAGS_FIXED`).
-#[cfg(target_arch = "x86_64")]
-pub(crate) const INITIAL_RFLAGS: u64 = 0x202;
-
 /// The x86_64 `syscall` instruction.
 #[cfg(target_arch = "x86_64")]
 pub(crate) const SYSCALL_INSN: [u8; 2] = [0x0f, 0x05];

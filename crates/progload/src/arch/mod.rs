@@ -100,6 +100,8 @@ pub struct Registers {
     pub pc: u64,
     /// rsp / sp.
     pub sp: u64,
+    /// x86_64's rflags (0 elsewhere).
+    pub flags: u64,
 }
 
 impl Registers {
@@ -117,7 +119,7 @@ impl Registers {
                 v.extend_from_slice(&[
                     ("rip", self.pc),
                     ("cs", x86_64::USER_CS),
-                    ("rflags", x86_64::INITIAL_RFLAGS),
+                    ("rflags", self.flags),
                     ("rsp", self.sp),
                     ("ss", x86_64::USER_DS),
                     ("fs_base", 0),

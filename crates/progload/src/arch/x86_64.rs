@@ -10,8 +10,11 @@ pub const DEFAULT_MAP_WINDOW: u64 = (1 << 47) - 4096;
 pub const USER_CS: u64 = 0x33;
 /// `__USER_DS`.
 pub const USER_DS: u64 = 0x2b;
-/// Initial RFLAGS: IF plus the reserved bit 1.
+/// Initial RFLAGS: IF plus the reserved bit 1, as `start_thread_common()` sets them since
+/// 6.9 ([`crate::profile::rules::ExecRules::x86_rflags_fixed_bit`]).
 pub const INITIAL_RFLAGS: u64 = 0x202;
+/// Initial RFLAGS before: IF alone (ptrace reports the fixed bit as the kernel stored it).
+pub const INITIAL_RFLAGS_OLD: u64 = 0x200;
 
 /// The x86_64 description.
 pub const SPEC: ArchSpec = ArchSpec {

@@ -68,6 +68,10 @@ pub struct ExecRules {
     /// mapping; before, at a random page above the stack within its 2 MiB when that is free
     /// (with randomization), else top-down.
     pub x86_vdso_in_mmap_region: bool,
+    /// 6.9 (the FRED series; 6.1 has it not, 6.12 has it, in the booted kernels):
+    /// x86_64's `start_thread_common()` sets the reserved bit 1 of rflags with IF, so the
+    /// first instruction sees 0x202; before, 0x200.
+    pub x86_rflags_fixed_bit: bool,
     /// 6.10, "binfmt_elf: Leave a gap between .bss and brk" (6.1.140, 6.6.92): a randomized
     /// brk that stays after the program starts one page above it.
     pub brk_gap: bool,
@@ -114,6 +118,7 @@ impl KernelVersion {
             open_before_strings: self.since(6, 8),
             x86_brk_1g: self.has(6, 9, &[(5, 10, 225), (5, 15, 166), (6, 1, 107), (6, 6, 48)]),
             x86_vdso_in_mmap_region: self.since(6, 9),
+            x86_rflags_fixed_bit: self.since(6, 9),
             brk_gap: self.has(6, 10, &[(6, 1, 140), (6, 6, 92)]),
             static_pie_alignment: self.has(6, 11, &[(6, 1, 140), (6, 6, 92)]),
             fd_exec_comm_from_dentry: self.has(6, 14, &[(6, 1, 129), (6, 6, 78), (6, 12, 14)]),
@@ -150,6 +155,7 @@ mod tests {
         pin(|r| r.open_before_strings, k(6, 7, 12), k(6, 8, 0));
         pin(|r| r.phdrs_beyond_a_page, k(6, 16, 12), k(6, 17, 0));
         pin(|r| r.x86_vdso_in_mmap_region, k(6, 8, 12), k(6, 9, 0));
+        pin(|r| r.x86_rflags_fixed_bit, k(6, 8, 12), k(6, 9, 0));
         pin(|r| r.riscv_at_minsigstksz, k(6, 4, 16), k(6, 5, 0));
         pin(|r| r.riscv_align_stack, k(6, 11, 11), k(6, 12, 0));
         pin(|r| r.riscv_stack_rnd_1g, k(5, 14, 21), k(5, 15, 0));
@@ -208,6 +214,7 @@ mod tests {
                 open_before_strings: true,
                 x86_brk_1g: true,
                 x86_vdso_in_mmap_region: true,
+                x86_rflags_fixed_bit: true,
                 brk_gap: true,
                 static_pie_alignment: true,
                 fd_exec_comm_from_dentry: true,
