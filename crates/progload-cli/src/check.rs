@@ -296,6 +296,10 @@ fn replay(args: &CheckArgs, profile: &progload::Profile) -> ExitCode {
                         fs: &fs,
                         cwd_credentials: &root_creds,
                         tracer_may_trace_set_id: rec.tracer_may_trace_set_id,
+                        // The same machine's own files only when replayed over its root.
+                        same_files: a.root == Path::new("/")
+                            && rec.boot_id.is_some()
+                            && rec.boot_id == crate::record::boot_id(),
                     };
                     let name = PathBuf::from(std::ffi::OsStr::from_bytes(&rec.request.path));
                     verdict(&rec.request, profile, &judge, rec.outcome)

@@ -220,6 +220,7 @@ pub fn record_json(
     json!({
         "format": FORMAT,
         "kernel": kernel,
+        "boot_id": boot_id(),
         "tracer_may_trace_set_id": tracer_may_trace_set_id,
         "path": bytes_json(&req.path),
         "argv": req.argv.as_ref().map(|a| a.iter().map(|s| bytes_json(s)).collect::<Vec<_>>()),
@@ -244,6 +245,9 @@ pub struct Record {
     pub kernel: String,
     /// Whether the recording tracer could trace set-id execs.
     pub tracer_may_trace_set_id: bool,
+    /// The recording machine's boot (`/proc/sys/kernel/random/boot_id`), which tells whether a
+    /// replay runs where the files' device and inode numbers still mean the same.
+    pub boot_id: Option<String>,
     /// What the kernel did.
     pub outcome: ProbeOutcome,
 }
@@ -296,8 +300,16 @@ pub fn record_from(v: &Value) -> Result<Record, String> {
         kernel: str_of(v, "kernel")?.to_string(),
         tracer_may_trace_set_id: v.get("tracer_may_trace_set_id").and_then(Value::as_bool)
             == Some(true),
+        boot_id: v.get("boot_id").and_then(Value::as_str).map(str::to_string),
         outcome,
     })
+}
+
+/// This machine's boot id.
+pub fn boot_id() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .ok()
+        .map(|s| s.trim().to_string())
 }
 
 /// The record files of a directory (`*.json`), sorted.

@@ -95,6 +95,13 @@ fn auxv_name(t: u64) -> String {
 /// other initial registers, every auxv pair, the stack bytes except the 16 AT_RANDOM bytes,
 /// the mm fields, comm and the executable's path.
 pub fn compare<N>(plan: &Plan<N>, k: &KernelImage) -> Vec<Difference> {
+    compare_files(plan, k, true)
+}
+
+/// [`compare`], with the device and inode numbers of file mappings compared only when
+/// `file_ids` (they belong to the filesystem the kernel ran from, which a copy of its files
+/// under `--root` stands in for with numbers of its own).
+pub fn compare_files<N>(plan: &Plan<N>, k: &KernelImage, file_ids: bool) -> Vec<Difference> {
     let mut d = Diffs(Vec::new());
     let maps = plan.maps();
     d.cmp("maps.len", k.maps.len(), maps.len());
@@ -102,7 +109,7 @@ pub fn compare<N>(plan: &Plan<N>, k: &KernelImage) -> Vec<Difference> {
         d.cmp(format!("maps[{i}].start"), km.start, pm.start);
         d.cmp(format!("maps[{i}].end"), km.end, pm.end);
         d.map_shape(i, km, pm);
-        if !pm.path.is_empty() && !pm.path.starts_with('[') {
+        if file_ids && !pm.path.is_empty() && !pm.path.starts_with('[') {
             d.cmp(
                 format!("maps[{i}].dev"),
                 km.dev.clone(),
@@ -363,6 +370,7 @@ pub fn check_recorded(
         // The probe's child enters the cwd before taking the credentials.
         cwd_credentials: &crate::profile::current_credentials()?,
         tracer_may_trace_set_id: crate::profile::can_trace_set_id()?,
+        same_files: true,
     };
     let v = verdict(req, profile, &judge, outcome.clone())?;
     Ok((v, outcome))
@@ -378,6 +386,9 @@ pub struct Judge<'a> {
     pub cwd_credentials: &'a progload::profile::Credentials,
     /// Whether the prober had CAP_SYS_PTRACE.
     pub tracer_may_trace_set_id: bool,
+    /// Whether `fs` is the filesystem the kernel ran from, so that the device and inode
+    /// numbers of file mappings are compared too (see [`compare_files`]).
+    pub same_files: bool,
 }
 
 /// Plans `req` with `profile` over `judge.fs` and compares the plan with `outcome`, the
@@ -445,7 +456,7 @@ pub fn verdict(
             let diffs = if p.randomized {
                 compare_unrandomized_parts(&p, &k)
             } else {
-                compare(&p, &k)
+                compare_files(&p, &k, judge.same_files)
             };
             match (diffs.is_empty(), p.randomized) {
                 (true, false) => Verdict::Identical,
