@@ -9,7 +9,7 @@ Sub-commands (kernels.sh calls them; each prints what it does on stderr):
   fetch KERNEL        resolve (unless locked) and download every .deb of the lock into
                       <cache>/debs/ (checked against the index's SHA256); downloads nothing when
                       everything is there
-  prepare KERNEL      unpack the kernel image and the userland (staging dir + userland.cpio.gz)
+  prepare KERNEL      unpack the kernel image and the userland (staging dir)
   run KERNEL PAYLOAD OUT   build the initramfs, boot qemu, collect OUT
   list                the KERNEL names with the locked versions
 
@@ -17,8 +17,8 @@ The cache is ${XDG_CACHE_HOME:-$HOME/.cache}/progload/farm (FARM_CACHE overrides
   indices/SUITE/ARCH/*.Packages.xz   the indices (InRelease-verified with gpgv when possible)
   locks/KERNEL.json                  what KERNEL means: kernel package + userland packages, versions
   debs/NAME_VERSION_ARCH.deb         the downloads, keyed by version
-  kernels/PKG_VERSION/               vmlinuz, config, boot image for qemu
-  userland/SUITE-ARCH-HASH/          root/ (staging dir) and userland.cpio[.gz]
+  kernels/PKG_VERSION/               boot-image (what qemu -kernel gets), config
+  userland/SUITE-ARCH-HASH/          root/ (staging dir), info.json (executable counts)
   runs/KERNEL.json                   what the last run saw (uname -r, /proc/version)
 """
 
@@ -37,8 +37,8 @@ import sys
 import tarfile
 import tempfile
 import time
+import urllib.error
 import urllib.request
-import zlib
 
 MIRROR = os.environ.get("FARM_MIRROR", "http://deb.debian.org/debian")
 SECURITY = os.environ.get("FARM_SECURITY_MIRROR", "http://deb.debian.org/debian-security")
@@ -75,7 +75,7 @@ DROP_PREFIXES = ("usr/share/doc/", "usr/share/man/", "usr/share/info/", "usr/sha
 MERGED_DIRS = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 
 # Bump when the staging/cpio layout changes, so caches of an older layout are not reused.
-LAYOUT = "3"
+LAYOUT = "4"
 
 
 def log(*a):
@@ -294,6 +294,45 @@ def newest(stanzas):
     return best
 
 
+_reach = {}
+
+
+def reachable(st):
+    """HEAD of the .deb: some indices list files that the mirror does not serve (seen: bullseye-security
+    arm64 kernels after the end of bullseye LTS answer 404)."""
+    url = st["_base"] + "/" + st["Filename"]
+    if url not in _reach:
+        ok = False
+        for attempt in range(3):
+            try:
+                req = urllib.request.Request(url, method="HEAD", headers={"User-Agent": "progload-farm/1"})
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    ok = r.status == 200
+                break
+            except urllib.error.HTTPError as e:
+                if e.code in (403, 404, 410):
+                    break
+                time.sleep(2)
+            except Exception:  # noqa: BLE001
+                time.sleep(2)
+        _reach[url] = ok
+    return _reach[url]
+
+
+def newest_reachable(stanzas, skipped):
+    """The newest of stanzas (kind of (stanza, extra) pairs or stanzas) that the mirror serves."""
+    import functools
+    items = sorted(stanzas, key=functools.cmp_to_key(
+        lambda a, b: vercmp((a[0] if isinstance(a, tuple) else a)["Version"],
+                            (b[0] if isinstance(b, tuple) else b)["Version"])), reverse=True)
+    for it in items:
+        st = it[0] if isinstance(it, tuple) else it
+        if reachable(st):
+            return it
+        skipped.append(f"{st['Package']} {st['Version']} ({st['_base']}/{st['Filename']}: not served)")
+    return None
+
+
 def dep_names(field):
     """First alternative of each dependency (name only)."""
     out = []
@@ -348,14 +387,14 @@ def resolve(kernel, stats=None):
     for name, sts in pkgs.items():
         m = rx.match(name)
         if m:
-            st = newest(sts)
-            cands.append((st, m.group(1) + "-" + flavour))
+            cands += [(st, m.group(1) + "-" + flavour) for st in sts]
     if not cands:
         die(f"no linux-image-{kver}.*-{flavour} in {suite}/{arch}")
-    best, abi = cands[0]
-    for st, a in cands[1:]:
-        if vercmp(st["Version"], best["Version"]) > 0:
-            best, abi = st, a
+    skipped = []
+    found = newest_reachable(cands, skipped)
+    if not found:
+        die(f"no linux-image-{kver}.*-{flavour} of {suite}/{arch} can be downloaded: {skipped}")
+    best, abi = found
     kentry = entry(best)
     kentry["abi"] = abi
 
@@ -371,7 +410,9 @@ def resolve(kernel, stats=None):
                 die(f"{suite}/{arch} has no {name}")
             missing.append(name)
             continue
-        st = newest(pkgs[name])
+        st = newest_reachable(pkgs[name], skipped)
+        if st is None:
+            die(f"no version of {name} in {suite}/{arch} can be downloaded: {skipped}")
         chosen[name] = st
         for field in ("Pre-Depends", "Depends"):
             for d in dep_names(st.get(field, "")):
@@ -385,17 +426,17 @@ def resolve(kernel, stats=None):
         "kernel": kentry,
         "userland": [entry(chosen[n]) for n in sorted(chosen)],
         "not_in_suite": missing,
+        "skipped_not_served": skipped,
         "resolved_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
-    if kernel.startswith("riscv64"):
-        # The firmware: the opensbi of the host's qemu is used (see kernels.sh); nothing here.
-        pass
     os.makedirs(os.path.dirname(lp), exist_ok=True)
     with open(lp + ".tmp", "w") as f:
         json.dump(lock, f, indent=1)
     os.replace(lp + ".tmp", lp)
     log(f"{kernel}: {kentry['package']} {kentry['version']}; {len(lock['userland'])} userland packages"
         + (f"; not in {suite}: {' '.join(missing)}" if missing else ""))
+    for sk in skipped:
+        log("  skipped:", sk)
     return lock
 
 
@@ -594,7 +635,7 @@ class Cpio:
 
 
 def compress_mode():
-    m = os.environ.get("FARM_COMPRESS", "gzip")
+    m = os.environ.get("FARM_COMPRESS", "none")
     if m not in ("gzip", "none"):
         die("FARM_COMPRESS is gzip or none")
     return m
@@ -631,6 +672,9 @@ def boot_image(lock):
     kd = kernel_dir(lock)
     img = os.path.join(kd, "boot-image")
     if os.path.exists(img):
+        for n in ("vmlinuz", "vmlinux"):
+            if os.path.exists(os.path.join(kd, n)):
+                os.unlink(os.path.join(kd, n))
         return img
     os.makedirs(kd, exist_ok=True)
     deb = deb_path(lock["kernel"])
@@ -655,6 +699,7 @@ def boot_image(lock):
     with open(img + ".tmp", "wb") as f:
         f.write(data)
     os.replace(img + ".tmp", img)
+    os.unlink(vml)  # boot-image is all that is booted
     log(f"kernel image {img} ({len(data) / 1e6:.1f} MB, {time.time() - t0:.1f}s)")
     return img
 
@@ -687,19 +732,20 @@ ETC_FILES = {
 
 
 def userland(lock):
-    """The staging dir and userland cpio of lock's suite/arch (built once, cached by the
-    package versions). Returns (root, cpio path, exec counts)."""
-    key = hashlib.sha256(json.dumps([LAYOUT, compress_mode(), lock["usrmerge"],
+    """The staging dir of lock's suite/arch (unpacked once, cached by the package versions).
+    Returns (root, info: exec counts, unpack time, notes)."""
+    key = hashlib.sha256(json.dumps([LAYOUT, lock["usrmerge"],
                                      [(e["package"], e["version"]) for e in lock["userland"]]]).encode()).hexdigest()[:12]
     ud = os.path.join(cache_dir(), "userland", f"{lock['suite']}-{lock['arch']}-{key}")
     root = os.path.join(ud, "root")
-    cp = os.path.join(ud, "userland.cpio" + (".gz" if compress_mode() == "gzip" else ""))
     info_p = os.path.join(ud, "info.json")
-    if os.path.exists(info_p) and os.path.exists(cp):
-        return root, cp, json.load(open(info_p))
+    if os.path.exists(info_p):
+        return root, json.load(open(info_p))
     t0 = time.time()
-    if os.path.exists(ud):
-        shutil.rmtree(ud)
+    # Only one userland per suite-arch is kept: the others are of older package versions.
+    for old in os.listdir(os.path.dirname(ud)) if os.path.isdir(os.path.dirname(ud)) else []:
+        if old.startswith(f"{lock['suite']}-{lock['arch']}-"):
+            shutil.rmtree(os.path.join(os.path.dirname(ud), old))
     os.makedirs(root)
     merged = lock["usrmerge"]
     if merged:
@@ -720,7 +766,7 @@ def userland(lock):
     sh = os.path.join(root, "bin", "sh")
     if not os.path.lexists(sh):
         os.symlink("dash", sh)
-    for d in ("proc", "sys", "dev", "tmp", "run", "root", "out", "payload", "mnt", "var/tmp", "etc"):
+    for d in ("proc", "sys", "dev", "tmp", "run", "root", "out", "mnt", "var/tmp", "etc"):
         os.makedirs(os.path.join(root, d), exist_ok=True)
     os.chmod(os.path.join(root, "tmp"), 0o1777)
     for p, text in ETC_FILES.items():
@@ -730,30 +776,23 @@ def userland(lock):
                 f.write(text)
     t_unpack = time.time() - t0
     counts = count_execs(root)
-
-    def fill(c):
-        c.add_tree(root)
-        c.add("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
-        c.add("dev/null", stat.S_IFCHR | 0o666, rdev=(1, 3))
-
-    t1 = time.time()
-    write_cpio(cp, fill)
-    info = {"execs": counts, "unpack_s": round(t_unpack, 2), "cpio_s": round(time.time() - t1, 2),
-            "cpio_bytes": os.path.getsize(cp), "notes": notes}
+    size = 0
+    for dp, _dn, fns in os.walk(root):
+        size += sum(os.lstat(os.path.join(dp, n)).st_size for n in fns)
+    info = {"execs": counts, "unpack_s": round(t_unpack, 2), "bytes": size, "notes": notes}
     with open(info_p, "w") as f:
         json.dump(info, f, indent=1)
-    log(f"userland {ud}: unpack {t_unpack:.1f}s, cpio {info['cpio_s']:.1f}s, "
-        f"{info['cpio_bytes'] / 1e6:.1f} MB, executables {counts}")
+    log(f"userland {ud}: unpacked in {t_unpack:.1f}s, {size / 1e6:.1f} MB, executables {counts}")
     for n in notes:
         log("  note:", n)
-    return root, cp, info
+    return root, info
 
 
 def cmd_prepare(kernel):
     lock = resolve(kernel)
     img = boot_image(lock)
-    root, cp, info = userland(lock)
-    print(json.dumps({"image": img, "userland_cpio": cp, "root": root, **info}))
+    root, info = userland(lock)
+    print(json.dumps({"image": img, "root": root, **info}))
 
 
 # ---------------------------------------------------------------- run
@@ -788,7 +827,12 @@ rc=$($B cat /tmp/.farm-rc 2>/dev/null || echo 255)
 cd /
 echo "@@FARM-DONE @NONCE@ rc=$rc uptime=$($B cut -d' ' -f1 /proc/uptime)"
 echo "@@FARM-BEGIN @NONCE@"
-$B tar -cf - out | $B gzip -c | $B base64
+# busybox 1.30 (bullseye) has no base64 applet: uuencode -m then, without its begin/==== lines
+if echo | $B base64 >/dev/null 2>&1; then
+    $B tar -cf - out | $B gzip -c | $B base64
+else
+    $B tar -cf - out | $B gzip -c | $B uuencode -m farm | $B sed '1d;$d'
+fi
 echo "@@FARM-END @NONCE@ rc=$rc"
 $B sync
 $B poweroff -f
@@ -820,11 +864,16 @@ def qemu_cmd(lock, image, initrd, append_extra):
     else:
         die(f"arch {arch}?")
     append = f"console={cons} panic=-1 quiet loglevel=3 rdinit=/init {append_extra}".strip()
-    return cmd + common + ["-append", append]
+    extra = os.environ.get("FARM_QEMU_EXTRA", "").split()
+    return cmd + common + extra + ["-append", append]
 
 
-def build_payload_cpio(path, payload_dir, init_text):
+def build_initrd(path, root, payload_dir, init_text):
+    """One newc cpio: the staging dir, /dev/console and /dev/null, /init, PAYLOAD_DIR as /payload."""
     def fill(c):
+        c.add_tree(root)
+        c.add("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
+        c.add("dev/null", stat.S_IFCHR | 0o666, rdev=(1, 3))
         c.add("init", stat.S_IFREG | 0o755, init_text.encode())
         c.add("payload", stat.S_IFDIR | 0o755)
         if payload_dir:
@@ -842,22 +891,17 @@ def cmd_run(kernel, payload_dir, out_dir):
     lock = resolve(kernel)
     image = boot_image(lock)
     t0 = time.time()
-    _, ucpio, uinfo = userland(lock)
+    root, uinfo = userland(lock)
     t_userland = time.time() - t0
     nonce = hashlib.sha256(os.urandom(16)).hexdigest()[:16]
     init = INIT.replace("@NONCE@", nonce).replace("@KERNEL@", kernel)
     tmpd = tempfile.mkdtemp(prefix="run-", dir=os.path.join(cache_dir()))
     try:
         t0 = time.time()
-        pcpio = os.path.join(tmpd, "payload.cpio")
-        build_payload_cpio(pcpio, payload_dir, init)
         initrd = os.path.join(tmpd, "initrd")
-        with open(initrd, "wb") as f:
-            for part in (ucpio, pcpio):
-                with open(part, "rb") as src:
-                    shutil.copyfileobj(src, f)
-                f.write(b"\0" * (-f.tell() % 4))
+        build_initrd(initrd, root, payload_dir, init)
         t_initrd = time.time() - t0
+        initrd_bytes = os.path.getsize(initrd)
         cmd = qemu_cmd(lock, image, initrd, os.environ.get("FARM_APPEND", ""))
         log("qemu:", " ".join(cmd))
         res = boot(cmd, nonce, timeout, out_dir)
@@ -867,12 +911,12 @@ def cmd_run(kernel, payload_dir, out_dir):
         "kernel_name": kernel, "package": lock["kernel"]["package"], "version": lock["kernel"]["version"],
         "abi": lock["kernel"]["abi"], "accel": os.environ.get("FARM_ACCEL", "tcg"),
         "userland_s": round(t_userland, 2), "initrd_s": round(t_initrd, 2),
-        "initrd_bytes": os.path.getsize(ucpio), "execs_in_image": uinfo["execs"],
+        "initrd_bytes": initrd_bytes, "execs_in_image": uinfo["execs"],
         "total_s": round(time.time() - t_start, 2),
     })
     with open(os.path.join(out_dir, "farm-run.json"), "w") as f:
         json.dump(res, f, indent=1)
-    summary = (f"{kernel}: accel={res['accel']} initrd {res['initrd_s']}s, to /init {res.get('to_init_s')}s"
+    summary = (f"{kernel}: accel={res['accel']} initrd {initrd_bytes / 1e6:.0f} MB in {res['initrd_s']}s, to /init {res.get('to_init_s')}s"
                f" (guest uptime {res.get('guest_uptime_at_init')}), payload rc={res.get('rc')},"
                f" qemu {res.get('qemu_s')}s, total {res['total_s']}s")
     log(summary)
@@ -986,8 +1030,9 @@ def cmd_list():
         rp = os.path.join(rd, k + ".json")
         if os.path.exists(rp):
             r = json.load(open(rp))
-            seen = (r.get("proc_version") or "").strip()
-            seen = seen[:120]
+            pv = (r.get("proc_version") or "").strip()
+            m = re.match(r"Linux version (\S+) .*(Debian \S+ \([0-9-]+\))\s*$", pv)
+            seen = f"{m.group(1)}, {m.group(2)}" if m else pv[:80]
         print(f"{k:14} {e['package']:32} {e['version']:22} {e['abi']:24} {seen}")
 
 

@@ -4,6 +4,7 @@
 #
 #   kernels.sh list                          KERNEL names, the package version and `uname -r` found
 #   kernels.sh fetch KERNEL|all              download the kernel .deb and the userland .debs (cached)
+#                                            and unpack them (kernel image, userland staging dir)
 #   kernels.sh run KERNEL PAYLOAD_DIR OUT_DIR
 #                                            boot KERNEL with PAYLOAD_DIR at /payload; /init runs
 #                                            /payload/run.sh with OUT=/out; /out comes back in OUT_DIR
@@ -24,7 +25,8 @@
 #                   riscv64: qemu's default)
 #   FARM_MEM FARM_SMP  guest memory and CPUs (2G, 2)
 #   FARM_APPEND     extra kernel command line
-#   FARM_COMPRESS   gzip (default, level 1) or none: the initramfs segments
+#   FARM_COMPRESS   none (default) or gzip (level 1): the initramfs
+#   FARM_QEMU_EXTRA extra qemu arguments (split at spaces)
 #   FARM_ECHO=1     copy the guest console to stderr while it runs
 #   FARM_OPENSBI    riscv64 -bios (default: opensbi's generic fw_jump.bin)
 set -euo pipefail
@@ -53,7 +55,9 @@ need_pkgs() {
 }
 
 need_qemu() {
-    case "$(py arch "$1")" in
+    local arch
+    arch="$(py arch "$1")"
+    case "$arch" in
         amd64) need_pkgs qemu-system-x86 ;;
         arm64) need_pkgs qemu-system-arm ;;
         riscv64) need_pkgs qemu-system-misc opensbi ;;
@@ -76,6 +80,7 @@ case "$cmd" in
         [ "$#" -ge 1 ] || usage
         for k in $(kernels_of "$@"); do
             py fetch "$k"
+            py prepare "$k" >/dev/null   # unpack the kernel image and the userland once
             need_qemu "$k"
         done
         ;;

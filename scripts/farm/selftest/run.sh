@@ -17,6 +17,7 @@ echo "$PATH" >"$OUT/path"
 count() {
     seen=""
     total=0 elf=0 script=0 other=0
+    elfmagic=$(printf '\177ELF')
     for d in /usr/bin /bin /usr/sbin /sbin; do
         r=$($B readlink -f "$d") || continue
         [ -d "$r" ] || continue
@@ -25,9 +26,9 @@ count() {
         for f in "$r"/*; do
             [ -f "$f" ] && [ ! -L "$f" ] && [ -x "$f" ] || continue
             total=$((total + 1))
-            magic=$($B head -c 4 "$f" | $B od -An -c | $B tr -d ' ')
+            magic=$($B head -c 4 "$f" 2>/dev/null)
             case "$magic" in
-                177ELF) elf=$((elf + 1)) ;;
+                "$elfmagic") elf=$((elf + 1)) ;;
                 '#!'*) script=$((script + 1)) ;;
                 *) other=$((other + 1)) ;;
             esac
