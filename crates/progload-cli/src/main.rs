@@ -47,10 +47,24 @@ enum Command {
     /// errno and a hint.
     Explain(Box<ExecArgs>),
     /// Print a profile (the host's by default) as JSON, for `--profile FILE`.
+    ///
+    /// A preset (`--preset`) knows what follows from a kernel release and architecture with
+    /// the configuration Debian builds that kernel with. It cannot know what depends on the
+    /// machine: the CPU's hwcaps (AT_HWCAP, AT_HWCAP2, AT_HWCAP3) and platform string, the
+    /// signal frame size (AT_MINSIGSTKSZ), riscv64's cache sizes, the exact vDSO image of the
+    /// build (a placeholder of the right size stands in for it), the caller's stack limit and
+    /// credentials (8 MiB, root) and the sysctls (their defaults). The profile printed on a
+    /// machine carries all of them: plan for that machine with it.
     Profile {
-        /// A preset name (x86_64, aarch64) instead of the host.
+        /// A preset instead of the host: x86_64-5.10, x86_64-6.1, x86_64-6.12, x86_64-6.18,
+        /// aarch64-5.10, aarch64-6.1, aarch64-6.12, aarch64-6.18, riscv64-6.12; x86_64 and
+        /// aarch64 (arm64) name the newest.
         #[arg(long)]
         preset: Option<String>,
+        /// Compare the profile with the one in FILE (a machine's `progload profile`) in every
+        /// field a preset can know, print the differences, and exit 1 if there are any.
+        #[arg(long, value_name = "FILE")]
+        compare: Option<std::path::PathBuf>,
     },
 }
 
@@ -61,12 +75,15 @@ fn main() -> ExitCode {
         Command::Check(args) => check::run(&args),
         Command::Explain(args) => explain::run(&args),
         Command::Run(args) => run::run(&args),
-        Command::Profile { preset } => {
+        Command::Profile { preset, compare } => {
             let p = match preset {
                 Some(name) => match Profile::preset(&name) {
                     Some(p) => p,
                     None => {
-                        eprintln!("progload: unknown preset {name} (x86_64, aarch64)");
+                        eprintln!(
+                            "progload: unknown preset {name} (one of {})",
+                            Profile::preset_names().join(", ")
+                        );
                         return ExitCode::from(2);
                     }
                 },
@@ -78,6 +95,9 @@ fn main() -> ExitCode {
                     }
                 },
             };
+            if let Some(file) = compare {
+                return profile_file::compare(&p, &file);
+            }
             let f = profile_file::ProfileFile::from(&p);
             println!("{}", serde_json::to_string_pretty(&f).unwrap_or_default());
             ExitCode::SUCCESS

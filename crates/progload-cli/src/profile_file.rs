@@ -222,3 +222,63 @@ impl TryFrom<ProfileFile> for Profile {
         })
     }
 }
+
+/// The fields a preset cannot know (see `progload profile --help`): left out of [`compare`].
+const MACHINE_FIELDS: &[&str] = &[
+    "hwcap",
+    "hwcap2",
+    "hwcap3",
+    "platform",
+    "minsigstksz",
+    "cache_auxv",
+];
+
+/// `progload profile --compare FILE`: `p` against the profile in `file`, in every field but
+/// [`MACHINE_FIELDS`] and the vDSO image's bytes (its size in pages is compared).
+pub fn compare(p: &Profile, file: &std::path::Path) -> std::process::ExitCode {
+    use std::process::ExitCode;
+    let theirs: serde_json::Value = match std::fs::read_to_string(file)
+        .map_err(|e| e.to_string())
+        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+    {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("progload: {}: {e}", file.display());
+            return ExitCode::from(2);
+        }
+    };
+    let ours = serde_json::to_value(ProfileFile::from(p)).unwrap_or_default();
+    // The vDSO without its image's bytes (its size in pages stays).
+    let pages = |v: &serde_json::Value| -> serde_json::Value {
+        let mut v = v.clone();
+        if let Some(vdso) = v.as_object_mut() {
+            vdso.remove("image_hex");
+        }
+        v
+    };
+    let mut differ = 0;
+    if let (Some(a), Some(b)) = (ours.as_object(), theirs.as_object()) {
+        let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+        for k in keys {
+            if MACHINE_FIELDS.contains(&k.as_str()) {
+                continue;
+            }
+            let strip = |v: Option<&serde_json::Value>| {
+                v.map(|v| if k == "vdso" { pages(v) } else { v.clone() })
+            };
+            let (x, y) = (strip(a.get(k)), strip(b.get(k)));
+            if x != y {
+                differ += 1;
+                let show =
+                    |v: Option<serde_json::Value>| v.map_or("(none)".into(), |v| v.to_string());
+                println!("{k}: preset {} / {}: {}", show(x), file.display(), show(y));
+            }
+        }
+    }
+    if differ == 0 {
+        println!("equal in every field a preset can know");
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}

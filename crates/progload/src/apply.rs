@@ -158,24 +158,22 @@ pub fn maps_lines<'a>(
                     let (p, d, i) = file_info(*file);
                     (*offset, d, i, p)
                 }
-                Backing::Stack => (0, (0, 0), 0, String::from("[stack]")),
                 Backing::Special(n) => (0, (0, 0), 0, n.clone()),
-                Backing::Anon => {
+                // show_map_vma() asks "[heap]?" of every anonymous VMA before "[stack]?".
+                Backing::Stack | Backing::Anon => {
                     let heap = if heap_name_strict {
                         v.start < brk && v.end > start_brk
                     } else {
                         v.start <= brk && v.end >= start_brk
                     };
-                    (
-                        0,
-                        (0, 0),
-                        0,
-                        if heap {
-                            String::from("[heap]")
-                        } else {
-                            String::new()
-                        },
-                    )
+                    let name = if heap {
+                        "[heap]"
+                    } else if v.backing == Backing::Stack {
+                        "[stack]"
+                    } else {
+                        ""
+                    };
+                    (0, (0, 0), 0, String::from(name))
                 }
             };
             MapsLine {

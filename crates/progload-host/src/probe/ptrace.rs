@@ -422,17 +422,13 @@ fn read_image(child: &mut ChildGuard) -> io::Result<KernelImage> {
     let no_new_privs = status.flag("NoNewPrivs");
     let personality = proc.personality()?;
 
+    // The stack is the mapping holding sp; maps may label it [heap] (a brk that touches it
+    // before 6.6's strict test) rather than [stack].
     let stack = maps
         .iter()
-        .find(|m| m.path == "[stack]")
-        .ok_or_else(|| invalid_data("no [stack] mapping".into()))?;
+        .find(|m| m.start <= sp && sp < m.end)
+        .ok_or_else(|| invalid_data(format!("no mapping holds sp {sp:#x}")))?;
     let stack_top = stack.end;
-    if !(stack.start <= sp && sp <= stack_top) {
-        return Err(invalid_data(format!(
-            "sp {:#x} outside [stack] {:#x}-{:#x}",
-            sp, stack.start, stack.end
-        )));
-    }
     let len =
         usize::try_from(stack_top - sp).map_err(|_| invalid_data("stack too large".into()))?;
     let mut stack_bytes = vec![0u8; len];
