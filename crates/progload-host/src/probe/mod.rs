@@ -24,10 +24,24 @@
 //! to its `execve`) and `ptrace` (the parent: fork, wait, read the image); the `/proc` parsers
 //! are shared with the rest of the crate.
 
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[cfg(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+))]
 mod child;
 mod image;
-#[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+#[cfg(all(
+    target_os = "linux",
+    any(
+        target_arch = "x86_64",
+        target_arch = "aarch64",
+        target_arch = "riscv64"
+    )
+))]
 mod ptrace;
 
 use std::io;
@@ -38,9 +52,16 @@ pub use self::image::{
 pub use crate::proc::{parse_auxv, parse_maps, parse_stat_mm, MapsLine, MmFields};
 
 /// Whether [`probe`] is implemented for the machine this crate was built for
-/// (x86_64 Linux).
+/// (x86_64, aarch64 and riscv64 Linux).
 pub fn probe_native_supported() -> bool {
-    cfg!(all(target_os = "linux", target_arch = "x86_64"))
+    cfg!(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64"
+        )
+    ))
 }
 
 /// Execute `req` under ptrace and report what the kernel did.
@@ -50,16 +71,30 @@ pub fn probe_native_supported() -> bool {
 /// itself is always an `Ok`. The child is killed and reaped before this returns, on every
 /// path.
 pub fn probe(req: &ProbeRequest) -> io::Result<ProbeOutcome> {
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[cfg(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64"
+        )
+    ))]
     {
         ptrace::run_with(req, None, true, None)
     }
-    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    #[cfg(not(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64"
+        )
+    )))]
     {
         let _ = req;
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "the kernel probe is only implemented for x86_64 Linux",
+            "the kernel probe is implemented for x86_64, aarch64 and riscv64 Linux",
         ))
     }
 }
@@ -72,16 +107,30 @@ pub fn probe(req: &ProbeRequest) -> io::Result<ProbeOutcome> {
 /// As [`probe`].
 #[doc(alias = "execveat")]
 pub fn probe_execveat(req: &ProbeRequest, at: &ProbeExecveat<'_>) -> io::Result<ProbeOutcome> {
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[cfg(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64"
+        )
+    ))]
     {
         ptrace::run_with(req, Some(at), true, None)
     }
-    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    #[cfg(not(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64"
+        )
+    )))]
     {
         let _ = (req, at);
         Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            "the kernel probe is only implemented for x86_64 Linux",
+            "the kernel probe is implemented for x86_64, aarch64 and riscv64 Linux",
         ))
     }
 }
@@ -123,11 +172,25 @@ pub fn probe_with_timeout(
     req: &ProbeRequest,
     limit: std::time::Duration,
 ) -> io::Result<ProbeOutcome> {
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[cfg(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64"
+        )
+    ))]
     {
         ptrace::run_with(req, None, true, Some(limit))
     }
-    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    #[cfg(not(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64"
+        )
+    )))]
     {
         let _ = limit;
         probe(req)
@@ -141,11 +204,25 @@ pub fn probe_with_timeout(
 /// # Errors
 /// As [`probe`].
 pub fn exec_to_first_instruction(req: &ProbeRequest) -> io::Result<ProbeOutcome> {
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    #[cfg(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64"
+        )
+    ))]
     {
         ptrace::run_with(req, None, false, None)
     }
-    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    #[cfg(not(all(
+        target_os = "linux",
+        any(
+            target_arch = "x86_64",
+            target_arch = "aarch64",
+            target_arch = "riscv64"
+        )
+    )))]
     {
         let _ = req;
         Err(io::Error::new(

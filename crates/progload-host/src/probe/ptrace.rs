@@ -16,9 +16,12 @@ use rustix::thread::CapabilitySet;
 use super::child::{child_main, stage_name, ChildCredentials, ChildExecveat, ChildPlan, Stage};
 use super::image::{KernelImage, ProbeDirFd, ProbeExecveat, ProbeOutcome, ProbeRequest, X86Regs};
 use crate::proc::Proc;
+#[cfg(target_arch = "x86_64")]
 use crate::sys::abi::{SYSCALL_INSN, USER_CS};
 use crate::sys::process::{self as sys_process, ExecArgs};
-use crate::sys::ptrace::{self as sys_ptrace, Regs};
+use crate::sys::ptrace as sys_ptrace;
+#[cfg(target_arch = "x86_64")]
+use crate::sys::ptrace::Regs;
 
 fn cstring(bytes: &[u8], what: &str) -> io::Result<CString> {
     CString::new(bytes).map_err(|_| {
@@ -414,6 +417,7 @@ fn read_image(child: &mut ChildGuard) -> io::Result<KernelImage> {
     };
     let maps = proc.maps()?;
     let auxv = proc.auxv()?;
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut mm = proc.stat_mm()?;
     let comm = proc.comm()?;
     let exe = proc.exe()?;

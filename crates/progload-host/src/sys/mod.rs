@@ -5,7 +5,8 @@
 //!
 //! - `abi`: the kernel constants the crate needs that libc does not define.
 //! - `process`: fork, clone, `_exit`, signals, personality, close-on-exec, `execve`.
-//! - `ptrace`: the `ptrace` requests of the probe and of the exec helper (x86_64).
+//! - `ptrace`: the `ptrace` requests of the probe (every architecture) and of the exec helper
+//!   (x86_64).
 //! - `pages`: the temporary pages of the exec in place and the code they hold: one `syscall`
 //!   instruction, or the interpreter of the self-replay (x86_64).
 //! - `rseq`: the calling thread's rseq registration (x86_64).
@@ -18,7 +19,6 @@ pub(crate) mod process;
 
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod pages;
-#[cfg(target_arch = "x86_64")]
 pub(crate) mod ptrace;
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod rseq;

@@ -6,9 +6,11 @@ use rustix::process::Pid;
 
 use super::{last_errno, syscall_result};
 
+#[cfg(target_arch = "x86_64")]
 /// The general-purpose registers (`struct user_regs_struct`).
 pub(crate) type Regs = libc::user_regs_struct;
 
+#[cfg(target_arch = "x86_64")]
 /// Registers all zero.
 pub(crate) fn zeroed_regs() -> Regs {
     // SAFETY: user_regs_struct is plain old data (integers only); all-zero is a valid value.
@@ -67,6 +69,7 @@ pub(crate) fn detach(pid: Pid, sig: i32) -> Result<(), Errno> {
     request(libc::PTRACE_DETACH, pid, 0, sig as usize)
 }
 
+#[cfg(target_arch = "x86_64")]
 /// `PTRACE_GETREGS`.
 pub(crate) fn getregs(pid: Pid) -> Result<Regs, Errno> {
     let mut regs = zeroed_regs();
@@ -80,6 +83,7 @@ pub(crate) fn getregs(pid: Pid) -> Result<Regs, Errno> {
     Ok(regs)
 }
 
+#[cfg(target_arch = "x86_64")]
 /// `PTRACE_SETREGS`.
 pub(crate) fn setregs(pid: Pid, regs: &Regs) -> Result<(), Errno> {
     // `regs` is a valid user_regs_struct, which PTRACE_SETREGS only reads.
@@ -107,6 +111,7 @@ pub(crate) fn get_prstatus(pid: Pid) -> Result<Vec<u64>, Errno> {
     Ok(words[..n].to_vec())
 }
 
+#[cfg(target_arch = "x86_64")]
 /// `PTRACE_GETREGSET` of `NT_X86_XSTATE` into `buf`; returns the length the kernel wrote.
 pub(crate) fn get_xstate(pid: Pid, buf: &mut [u8]) -> Result<usize, Errno> {
     let mut iov = libc::iovec {
@@ -124,6 +129,7 @@ pub(crate) fn get_xstate(pid: Pid, buf: &mut [u8]) -> Result<usize, Errno> {
     Ok(iov.iov_len)
 }
 
+#[cfg(target_arch = "x86_64")]
 /// `PTRACE_SETREGSET` of `NT_X86_XSTATE` from `buf`.
 pub(crate) fn set_xstate(pid: Pid, buf: &[u8]) -> Result<(), Errno> {
     let mut iov = libc::iovec {
@@ -139,6 +145,7 @@ pub(crate) fn set_xstate(pid: Pid, buf: &[u8]) -> Result<(), Errno> {
     )
 }
 
+#[cfg(target_arch = "x86_64")]
 /// `PTRACE_GET_RSEQ_CONFIGURATION`: the tracee's rseq registration (pointer 0: none).
 pub(crate) fn rseq_configuration(pid: Pid) -> Result<libc::ptrace_rseq_configuration, Errno> {
     let mut conf = libc::ptrace_rseq_configuration {

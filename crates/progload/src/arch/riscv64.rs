@@ -10,6 +10,8 @@ use super::{AlignStack, ArchSpec};
 pub const EM_RISCV: u16 = 243;
 /// `DEFAULT_MAP_WINDOW` = `STACK_TOP` on sv48 and sv57 (6.6 on): 2^47.
 pub const DEFAULT_MAP_WINDOW_SV48: u64 = 1 << 47;
+/// `TASK_SIZE` on sv57: 2^56 (`STACK_TOP_MAX` too).
+pub const TASK_SIZE_SV57: u64 = 1 << 56;
 /// `DEFAULT_MAP_WINDOW` = `STACK_TOP` on sv39: 2^38.
 pub const DEFAULT_MAP_WINDOW_SV39: u64 = 1 << 38;
 

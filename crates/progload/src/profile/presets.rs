@@ -26,10 +26,12 @@ pub const PRESETS: &[(&str, Arch, KernelVersion)] = &[
     ("x86_64-6.1", Arch::X86_64, KernelVersion::new(6, 1, 192)),
     ("x86_64-6.12", Arch::X86_64, KernelVersion::new(6, 12, 118)),
     ("x86_64-6.18", Arch::X86_64, KernelVersion::new(6, 18, 0)),
+    // Debian 11's arm64 kernel: bullseye-security lists newer ones, but the archive serves
+    // 5.10.223 (bullseye 11.11) as the newest.
     (
         "aarch64-5.10",
         Arch::Aarch64,
-        KernelVersion::new(5, 10, 262),
+        KernelVersion::new(5, 10, 223),
     ),
     ("aarch64-6.1", Arch::Aarch64, KernelVersion::new(6, 1, 192)),
     (
@@ -60,6 +62,16 @@ fn part(name: &str, pages: u64) -> VdsoPart {
         name: String::from(name),
         pages,
         prot: Prot::READ,
+    }
+}
+
+/// The pages of Debian's arm64 vDSO image (build-dependent; as the farm's guests map it): 2
+/// from 6.12 (6.12.118), 1 before (5.10.223, 6.1.192).
+fn aarch64_vdso_pages(kernel: KernelVersion) -> u64 {
+    if kernel.since(6, 12) {
+        2
+    } else {
+        1
     }
 }
 
@@ -159,7 +171,7 @@ impl Profile {
             rseq: rseq(kernel),
             vdso: Some(Vdso {
                 data: vec![part("[vvar]", vvar)],
-                image: Arc::from(placeholder(Arch::Aarch64, 1, page)),
+                image: Arc::from(placeholder(Arch::Aarch64, aarch64_vdso_pages(kernel), page)),
             }),
             vsyscall: false,
             stack_rlimit: Some(8 << 20),
@@ -174,7 +186,8 @@ impl Profile {
         }
     }
 
-    /// Linux `kernel` (6.6 or later) on RISC-V 64 with 4 KiB pages, sv48 or sv57 paging and
+    /// Linux `kernel` (6.6 or later) on RISC-V 64 with 4 KiB pages, sv57 paging (what qemu
+    /// offers; sv48 has the same layout but for `TASK_SIZE` 2^47) and
     /// Debian's configuration: 8 MiB stack, randomization on, root, a 2-page placeholder vDSO
     /// image below a `[vvar]` of 2 pages (4 from 6.15), the cache entries of a machine that
     /// describes no caches (all 0, as under qemu), and the hwcaps of an RV64IMAFDC CPU.
@@ -191,9 +204,9 @@ impl Profile {
             arch: Arch::Riscv64,
             kernel,
             page_size: page,
-            task_size: window,
+            task_size: riscv64::TASK_SIZE_SV57,
             stack_top: window,
-            stack_top_max: window,
+            stack_top_max: riscv64::TASK_SIZE_SV57,
             elf_et_dyn_base: riscv64::DEFAULT_MAP_WINDOW_SV48 / 3 * 2,
             task_unmapped_base: ((1u64 << 39) / 3).next_multiple_of(page),
             hwcap: 0x112d,
@@ -206,7 +219,7 @@ impl Profile {
             rseq: rseq(kernel),
             vdso: Some(Vdso {
                 data: vec![part("[vvar]", vvar)],
-                image: Arc::from(placeholder(Arch::Riscv64, 2, page)),
+                image: Arc::from(placeholder(Arch::Riscv64, 1, page)),
             }),
             vsyscall: false,
             stack_rlimit: Some(8 << 20),
