@@ -56,6 +56,9 @@ pub struct ProfileFile {
     /// riscv64's cache entries, `[[type, value], ...]`; empty elsewhere.
     #[serde(default)]
     cache_auxv: Vec<(u64, u64)>,
+    /// arm64's initial PSTATE (0 elsewhere).
+    #[serde(default)]
+    pstate: u64,
     minsigstksz: u64,
     platform: String,
     clock_ticks: u64,
@@ -106,6 +109,7 @@ impl From<&Profile> for ProfileFile {
             hwcap2: p.hwcap2,
             hwcap3: p.hwcap3,
             cache_auxv: p.cache_auxv.clone(),
+            pstate: p.pstate,
             minsigstksz: p.minsigstksz,
             platform: p.platform.clone(),
             clock_ticks: p.clock_ticks,
@@ -197,6 +201,7 @@ impl TryFrom<ProfileFile> for Profile {
             hwcap2: f.hwcap2,
             hwcap3: f.hwcap3,
             cache_auxv: f.cache_auxv,
+            pstate: f.pstate,
             minsigstksz: f.minsigstksz,
             platform: f.platform,
             clock_ticks: f.clock_ticks,

@@ -59,6 +59,9 @@ pub fn host_profile() -> std::io::Result<Profile> {
         Profile::linux_x86_64(kernel)
     };
     p.page_size = rustix::param::page_size() as u64;
+    if cfg!(target_arch = "aarch64") {
+        p.pstate = arm64_pstate();
+    }
     let auxv = self_auxv();
     p.cache_auxv = auxv
         .iter()
@@ -145,6 +148,21 @@ pub fn host_profile() -> std::io::Result<Profile> {
             .capabilities("CapBnd")
             .contains(CapabilitySet::SYS_RAWIO);
     Ok(p)
+}
+
+/// arm64's initial PSTATE: `PSR_SSBS_BIT` unless this task's Spectre-v4 mitigation is on
+/// (`Speculation_Store_Bypass:` of /proc/self/status says mitigated), which an exec keeps.
+fn arm64_pstate() -> u64 {
+    let status = fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let mitigated = status
+        .lines()
+        .find_map(|l| l.strip_prefix("Speculation_Store_Bypass:"))
+        .is_some_and(|v| v.contains("mitigated"));
+    if mitigated {
+        0
+    } else {
+        progload::arch::aarch64::PSR_SSBS_BIT
+    }
 }
 
 /// riscv64's paging mode, from the `mmu` line of /proc/cpuinfo: `TASK_SIZE` is half of the

@@ -463,7 +463,8 @@ fn plan_inner<F: FileSystem + ?Sized>(
                     crate::arch::x86_64::INITIAL_RFLAGS
                 }
                 Arch::X86_64 => crate::arch::x86_64::INITIAL_RFLAGS_OLD,
-                _ => 0,
+                Arch::Aarch64 => profile.pstate,
+                Arch::Riscv64 => 0,
             },
         },
         auxv: loaded.auxv,

@@ -87,12 +87,12 @@ fn static_exec_stack_and_vdso_match_the_recorded_kernel() {
         (0xffff_fffd_f000, 0x1_0000_0000_0000)
     );
     assert!(maps.iter().all(|m| m.path != "[vsyscall]"));
-    // Registers: pc, sp, everything else 0.
+    // Registers: pc, sp, pstate (SSBS, as the farm's arm64 guests show), everything else 0.
     assert!(p
         .registers
         .named()
         .iter()
-        .all(|&(n, v)| v == 0 || n == "pc" || n == "sp"));
+        .all(|&(n, v)| v == 0 || n == "pc" || n == "sp" || n == "pstate"));
 }
 
 fn static_pie(total: u64, align: u64) -> Vec<u8> {

@@ -6,6 +6,8 @@ use super::{AlignStack, ArchSpec};
 pub const EM_AARCH64: u16 = 183;
 /// `DEFAULT_MAP_WINDOW_64` with 48-bit VA = `STACK_TOP`.
 pub const DEFAULT_MAP_WINDOW_64: u64 = 1 << 48;
+/// `PSR_SSBS_BIT`: speculative store bypass allowed (`spectre_v4_enable_task_mitigation()`).
+pub const PSR_SSBS_BIT: u64 = 0x1000;
 /// `GNU_PROPERTY_AARCH64_FEATURE_1_AND`.
 pub const FEATURE_1_AND: u32 = 0xc000_0000;
 /// `GNU_PROPERTY_AARCH64_FEATURE_1_BTI`.

@@ -100,7 +100,7 @@ pub struct Registers {
     pub pc: u64,
     /// rsp / sp.
     pub sp: u64,
-    /// x86_64's rflags (0 elsewhere).
+    /// The flags register: x86_64's rflags, arm64's pstate (0 on riscv64).
     pub flags: u64,
 }
 
@@ -138,20 +138,12 @@ impl Registers {
                     "x23", "x24", "x25", "x26", "x27", "x28", "x29", "x30",
                 ];
                 let mut v: Vec<(&'static str, u64)> = X.iter().map(|&n| (n, 0)).collect();
-                v.extend_from_slice(&[("sp", self.sp), ("pc", self.pc), ("pstate", 0)]);
+                v.extend_from_slice(&[("sp", self.sp), ("pc", self.pc), ("pstate", self.flags)]);
                 v
             }
-            Arch::Riscv64 => {
-                // `struct user_regs_struct` of arch/riscv/include/uapi/asm/ptrace.h.
-                const R: [&str; 31] = [
-                    "ra", "sp", "gp", "tp", "t0", "t1", "t2", "s0", "s1", "a0", "a1", "a2", "a3",
-                    "a4", "a5", "a6", "a7", "s2", "s3", "s4", "s5", "s6", "s7", "s8", "s9", "s10",
-                    "s11", "t3", "t4", "t5", "t6",
-                ];
-                let mut v: Vec<(&'static str, u64)> = alloc::vec![("pc", self.pc)];
-                v.extend(R.iter().map(|&n| (n, if n == "sp" { self.sp } else { 0 })));
-                v
-            }
+            // riscv's start_thread() sets only pc and sp, and execve's return sets a0 to 0:
+            // the other registers keep the values the caller had at execve.
+            Arch::Riscv64 => alloc::vec![("pc", self.pc), ("sp", self.sp), ("a0", 0)],
         }
     }
 }

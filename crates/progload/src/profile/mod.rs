@@ -128,6 +128,10 @@ pub struct Profile {
     /// riscv64's cache entries (`AT_L1I_CACHESIZE` ... `AT_L3_CACHEGEOMETRY`), in vector
     /// order; empty on other architectures.
     pub cache_auxv: Vec<(u64, u64)>,
+    /// arm64's PSTATE at the first instruction: `PSR_SSBS_BIT` (0x1000) when the Spectre-v4
+    /// mitigation lets the new task speculate store bypass (the default, dynamic policy),
+    /// 0 when it is forced on; 0 on other architectures.
+    pub pstate: u64,
     /// `AT_MINSIGSTKSZ`; on arm64 and riscv64 a 0 emits `AT_IGNORE`.
     pub minsigstksz: u64,
     /// `ELF_PLATFORM` string (`AT_PLATFORM`).
