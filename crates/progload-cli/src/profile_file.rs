@@ -242,9 +242,11 @@ const MACHINE_FIELDS: &[&str] = &[
 /// [`MACHINE_FIELDS`] and the vDSO image's bytes (its size in pages is compared).
 pub fn compare(p: &Profile, file: &std::path::Path) -> std::process::ExitCode {
     use std::process::ExitCode;
+    // Read through ProfileFile, so that fields an older capture lacks take their defaults.
     let theirs: serde_json::Value = match std::fs::read_to_string(file)
         .map_err(|e| e.to_string())
-        .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        .and_then(|t| serde_json::from_str::<ProfileFile>(&t).map_err(|e| e.to_string()))
+        .and_then(|f| serde_json::to_value(f).map_err(|e| e.to_string()))
     {
         Ok(v) => v,
         Err(e) => {
