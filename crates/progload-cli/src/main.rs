@@ -1,5 +1,7 @@
 //! `progload`: plan an exec exactly as Linux would, and show it.
 
+#![forbid(unsafe_code)]
+
 mod args;
 mod check;
 mod explain;
