@@ -24,24 +24,8 @@
 //! to its `execve`) and `ptrace` (the parent: fork, wait, read the image); the `/proc` parsers
 //! are shared with the rest of the crate.
 
-#[cfg(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64"
-    )
-))]
 mod child;
 mod image;
-#[cfg(all(
-    target_os = "linux",
-    any(
-        target_arch = "x86_64",
-        target_arch = "aarch64",
-        target_arch = "riscv64"
-    )
-))]
 mod ptrace;
 
 use std::io;
@@ -71,32 +55,7 @@ pub fn probe_native_supported() -> bool {
 /// itself is always an `Ok`. The child is killed and reaped before this returns, on every
 /// path.
 pub fn probe(req: &ProbeRequest) -> io::Result<ProbeOutcome> {
-    #[cfg(all(
-        target_os = "linux",
-        any(
-            target_arch = "x86_64",
-            target_arch = "aarch64",
-            target_arch = "riscv64"
-        )
-    ))]
-    {
-        ptrace::run_with(req, None, true, None)
-    }
-    #[cfg(not(all(
-        target_os = "linux",
-        any(
-            target_arch = "x86_64",
-            target_arch = "aarch64",
-            target_arch = "riscv64"
-        )
-    )))]
-    {
-        let _ = req;
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the kernel probe is implemented for x86_64, aarch64 and riscv64 Linux",
-        ))
-    }
+    ptrace::run_with(req, None, true, None)
 }
 
 /// [`probe`] through `execveat(2)`: `req.path` is the pathname argument (it may be empty, for
@@ -107,32 +66,7 @@ pub fn probe(req: &ProbeRequest) -> io::Result<ProbeOutcome> {
 /// As [`probe`].
 #[doc(alias = "execveat")]
 pub fn probe_execveat(req: &ProbeRequest, at: &ProbeExecveat<'_>) -> io::Result<ProbeOutcome> {
-    #[cfg(all(
-        target_os = "linux",
-        any(
-            target_arch = "x86_64",
-            target_arch = "aarch64",
-            target_arch = "riscv64"
-        )
-    ))]
-    {
-        ptrace::run_with(req, Some(at), true, None)
-    }
-    #[cfg(not(all(
-        target_os = "linux",
-        any(
-            target_arch = "x86_64",
-            target_arch = "aarch64",
-            target_arch = "riscv64"
-        )
-    )))]
-    {
-        let _ = (req, at);
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the kernel probe is implemented for x86_64, aarch64 and riscv64 Linux",
-        ))
-    }
+    ptrace::run_with(req, Some(at), true, None)
 }
 
 /// Runs `attempt` until its outcome is something else than `Refused { errno: ETXTBSY }`, at
@@ -172,29 +106,7 @@ pub fn probe_with_timeout(
     req: &ProbeRequest,
     limit: std::time::Duration,
 ) -> io::Result<ProbeOutcome> {
-    #[cfg(all(
-        target_os = "linux",
-        any(
-            target_arch = "x86_64",
-            target_arch = "aarch64",
-            target_arch = "riscv64"
-        )
-    ))]
-    {
-        ptrace::run_with(req, None, true, Some(limit))
-    }
-    #[cfg(not(all(
-        target_os = "linux",
-        any(
-            target_arch = "x86_64",
-            target_arch = "aarch64",
-            target_arch = "riscv64"
-        )
-    )))]
-    {
-        let _ = limit;
-        probe(req)
-    }
+    ptrace::run_with(req, None, true, Some(limit))
 }
 
 /// Executes `req` under ptrace up to its first instruction and kills it, without reading the
@@ -204,30 +116,5 @@ pub fn probe_with_timeout(
 /// # Errors
 /// As [`probe`].
 pub fn exec_to_first_instruction(req: &ProbeRequest) -> io::Result<ProbeOutcome> {
-    #[cfg(all(
-        target_os = "linux",
-        any(
-            target_arch = "x86_64",
-            target_arch = "aarch64",
-            target_arch = "riscv64"
-        )
-    ))]
-    {
-        ptrace::run_with(req, None, false, None)
-    }
-    #[cfg(not(all(
-        target_os = "linux",
-        any(
-            target_arch = "x86_64",
-            target_arch = "aarch64",
-            target_arch = "riscv64"
-        )
-    )))]
-    {
-        let _ = req;
-        Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "x86_64 Linux only",
-        ))
-    }
+    ptrace::run_with(req, None, false, None)
 }

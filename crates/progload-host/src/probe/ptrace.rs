@@ -83,6 +83,13 @@ impl Drop for ChildGuard {
     }
 }
 
+#[cfg(not(any(
+    target_arch = "x86_64",
+    target_arch = "aarch64",
+    target_arch = "riscv64"
+)))]
+compile_error!("the kernel probe reads the registers of x86_64, aarch64 and riscv64 only");
+
 /// `struct user_regs_struct` of x86_64 (`arch/x86/include/asm/user_64.h`), with `eflags`
 /// named `rflags` as the plan names it.
 #[cfg(target_arch = "x86_64")]
