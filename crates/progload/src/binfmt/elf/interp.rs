@@ -10,13 +10,12 @@ use crate::error::{Bytes, Error, InterpProblem, Result};
 use crate::fs::FileSystem;
 use crate::mm::{page_start, Mm};
 use crate::profile::Credentials;
-use crate::prot::Prot;
 use crate::resolve::{self, DirPath, Found};
 use crate::trace::{Role, Step, Tracer};
 
 use super::header::{self, prot_of, total_mapping_size, Header, Phdr, EHDR_SIZE, PT_LOAD};
 use super::map::{
-    elf_load, elf_map, map_bss, map_error, pad_zero_old, segment_in_range, Placement,
+    elf_load, elf_map, map_bss, map_error, pad_zero_old, segment_in_range, BssExtent, Placement,
 };
 
 /// An opened, checked interpreter.
@@ -140,7 +139,7 @@ pub(super) fn load<N: Clone>(
     let mut load_addr_set = false;
     // Before 6.7: the highest file end and segment end, and the protection reaching it.
     let per_segment = mm.rules.elf_load_interp;
-    let (mut elf_bss, mut last_bss, mut bss_prot) = (0u64, 0u64, Prot::empty());
+    let mut extent = BssExtent::default();
     let mut last_index = 0;
     for (index, p) in iph.iter().enumerate() {
         if p.p_type != PT_LOAD {
@@ -183,20 +182,14 @@ pub(super) fn load<N: Clone>(
         if !segment_in_range(load_addr.wrapping_add(vaddr), p, mm.profile.task_size) {
             return Err(Error::NoSpace { len: p.p_memsz });
         }
-        // In range: load_addr + vaddr + p_memsz (>= p_filesz) is below TASK_SIZE.
-        let k = load_addr.wrapping_add(vaddr);
-        elf_bss = elf_bss.max(k.wrapping_add(p.p_filesz));
-        let end = k.wrapping_add(p.p_memsz);
-        if end > last_bss {
-            last_bss = end;
-            bss_prot = prot_of(p.p_flags);
-        }
+        extent.note(load_addr.wrapping_add(vaddr), p);
     }
     if !per_segment {
         // padzero() of the highest file end (fatal when it faults), then the bss pages.
-        pad_zero_old(mm, elf_bss, u64::MAX).map_err(|e| map_error(e, elf_bss, 0, last_index))?;
-        map_bss(mm, elf_bss, last_bss, bss_prot)
-            .map_err(|e| map_error(e, elf_bss, last_bss.wrapping_sub(elf_bss), last_index))?;
+        let (bss, end) = (extent.file_end, extent.end);
+        pad_zero_old(mm, bss, u64::MAX).map_err(|e| map_error(e, bss, 0, last_index))?;
+        map_bss(mm, bss, end, extent.prot)
+            .map_err(|e| map_error(e, bss, end.wrapping_sub(bss), last_index))?;
     }
     Ok(load_addr)
 }

@@ -125,6 +125,31 @@ pub(super) fn elf_load<N: Clone>(
     Ok(map_addr)
 }
 
+/// What the PT_LOAD loops before 6.7 track for the bss: the highest file end (`elf_bss`), the
+/// highest segment end (`elf_brk`, `last_bss`) and the protection of the segment that reached
+/// it (`bss_prot`), all at the addresses given to [`Self::note`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct BssExtent {
+    /// The highest `p_vaddr + p_filesz`.
+    pub file_end: u64,
+    /// The highest `p_vaddr + p_memsz`.
+    pub end: u64,
+    /// The protection of the segment that first reached `end`.
+    pub prot: Prot,
+}
+
+impl BssExtent {
+    /// Counts PT_LOAD `p`, placed at `start` (the caller has range-checked it).
+    pub fn note(&mut self, start: u64, p: &Phdr) {
+        self.file_end = self.file_end.max(start.saturating_add(p.p_filesz));
+        let end = start.saturating_add(p.p_memsz);
+        if end > self.end {
+            self.end = end;
+            self.prot = prot_of(p.p_flags);
+        }
+    }
+}
+
 /// The bss before 6.7 ([`crate::profile::rules::ExecRules::elf_load_program`]): anonymous
 /// pages from the page after the highest file end `bss` to the page end of the highest
 /// segment end `brk` (`set_brk()` of `load_elf_binary()`, the tail of `load_elf_interp()`),
@@ -267,11 +292,10 @@ pub(super) fn load_program<N: Clone>(
     let mut load_bias = 0u64;
     let mut first = true;
     let mut phdr_addr = 0u64;
-    let (mut start_code, mut end_code, mut start_data, mut end_data, mut elf_brk) =
-        (u64::MAX, 0u64, 0u64, 0u64, 0u64);
-    // Before 6.7: the highest file end, and the protection of the segment reaching elf_brk.
+    let (mut start_code, mut end_code, mut start_data, mut end_data) = (u64::MAX, 0u64, 0u64, 0u64);
+    // The highest segment end (elf_brk) and, for the bss before 6.7, the highest file end.
     let per_segment = mm.rules.elf_load_program;
-    let (mut elf_bss, mut bss_prot) = (0u64, Prot::empty());
+    let mut extent = BssExtent::default();
     let mut last_index = 0;
     for (index, p) in phdrs.iter().enumerate() {
         if p.p_type != PT_LOAD {
@@ -279,16 +303,16 @@ pub(super) fn load_program<N: Clone>(
         }
         last_index = index;
         let vaddr = p.p_vaddr;
-        if !per_segment && elf_brk > elf_bss {
+        if !per_segment && extent.end > extent.file_end {
             // A PT_LOAD with p_memsz > p_filesz came before this one: set_brk() its bss,
             // then clear the rest of its last file page, ignoring a fault.
             let (bss, brk) = (
-                load_bias.wrapping_add(elf_bss),
-                load_bias.wrapping_add(elf_brk),
+                load_bias.wrapping_add(extent.file_end),
+                load_bias.wrapping_add(extent.end),
             );
-            map_bss(mm, bss, brk, bss_prot)
+            map_bss(mm, bss, brk, extent.prot)
                 .map_err(|e| map_error(e, bss, brk.wrapping_sub(bss), index))?;
-            let _ = pad_zero_old(mm, bss, elf_brk.wrapping_sub(elf_bss));
+            let _ = pad_zero_old(mm, bss, extent.end.wrapping_sub(extent.file_end));
         }
         // Only the first PT_LOAD reserves the whole image.
         let mut total_size = 0u64;
@@ -362,20 +386,15 @@ pub(super) fn load_program<N: Clone>(
         if end_data < k {
             end_data = k;
         }
-        elf_bss = elf_bss.max(k);
-        let end = vaddr.saturating_add(p.p_memsz);
-        if end > elf_brk {
-            bss_prot = prot_of(p.p_flags);
-            elf_brk = end;
-        }
+        extent.note(vaddr, p);
     }
     if !per_segment {
         // set_brk() of the last bss, then padzero(), whose fault is fatal here (EFAULT).
         let (bss, brk) = (
-            load_bias.wrapping_add(elf_bss),
-            load_bias.wrapping_add(elf_brk),
+            load_bias.wrapping_add(extent.file_end),
+            load_bias.wrapping_add(extent.end),
         );
-        map_bss(mm, bss, brk, bss_prot)
+        map_bss(mm, bss, brk, extent.prot)
             .map_err(|e| map_error(e, bss, brk.wrapping_sub(bss), last_index))?;
         if bss != brk {
             pad_zero_old(mm, bss, u64::MAX).map_err(|e| map_error(e, bss, 0, last_index))?;
@@ -389,6 +408,6 @@ pub(super) fn load_program<N: Clone>(
         end_code: end_code.wrapping_add(load_bias),
         start_data: start_data.wrapping_add(load_bias),
         end_data: end_data.wrapping_add(load_bias),
-        elf_brk: elf_brk.wrapping_add(load_bias),
+        elf_brk: extent.end.wrapping_add(load_bias),
     })
 }
