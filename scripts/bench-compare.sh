@@ -6,6 +6,10 @@
 #
 #   scripts/bench-compare.sh BASE [FILTER]      (FILTER: a criterion filter, default "plan/ls|spawn_true")
 #
+# BENCH_ROUNDS sets the rounds (default 3). `spawn_true/std_command` (the kernel's execve through
+# std) is the same code in both builds: the ratio of `progload_spawn` to it is printed per build
+# too, which takes out what the machine's load does to both.
+#
 # The BASE build is cached under ${XDG_CACHE_HOME:-~/.cache}/progload/bench/<commit>.
 set -euo pipefail
 
@@ -52,12 +56,14 @@ run() { # build-name round
             --warm-up-time 1 --measurement-time 4 --noplot 2>/dev/null |
             awk -v who="$name" -v r="$round" '
                 /^[a-z_]+\/[^ ]+/ { bench = $1 }
-                /time:/ { gsub(/\[|\]/, ""); v = $4; u = $5;
+                /time:/ { gsub(/\[|\]/, "");
+                          for (i = 1; i <= NF; i++) if ($i == "time:") t = i;
+                          v = $(t + 3); u = $(t + 4);
                           f = (u == "ns") ? 1e-3 : (u == "ms") ? 1e3 : (u == "s") ? 1e6 : 1;
                           if (bench != "") print who, r, bench, v * f; bench = "" }'
     done >>"$out/results"
 }
-for round in 1 2; do
+for round in $(seq 1 "${BENCH_ROUNDS:-3}"); do
     run base "$round" old_bins
     run new "$round" new_bins
 done
@@ -76,4 +82,10 @@ for bench in sorted(rows):
         continue
     mb, mn = sum(b) / len(b), sum(n) / len(n)
     print(f"| {bench} | {' / '.join(f'{x:.1f}' for x in b)} | {' / '.join(f'{x:.1f}' for x in n)} | {mn / mb:.2f} |")
+ctl = rows.get("spawn_true/std_command", {})
+run = rows.get("spawn_true/progload_spawn", {})
+if ctl.get("base") and ctl.get("new") and run.get("base") and run.get("new"):
+    rb = sum(run["base"]) / sum(ctl["base"])
+    rn = sum(run["new"]) / sum(ctl["new"])
+    print(f"\nprogload_spawn / std_command: base {rb:.2f}, new {rn:.2f}, new / base {rn / rb:.2f}")
 EOF
