@@ -30,7 +30,8 @@ host_progload="$CARGO_TARGET_DIR/release/progload"
 
 arch_of() { case "$1" in x86_64-*) echo x86_64 ;; aarch64-*) echo aarch64 ;; riscv64-*) echo riscv64 ;; esac; }
 
-# The crafted corpus as a static x86_64 test binary (its cases are x86_64 programs).
+# The crafted corpus as a static x86_64 test binary (it builds its cases for the arch it runs
+# on; scripts/farm/crafted-payload.sh makes the aarch64 and riscv64 payloads).
 crafted_bin() {
     local triple=x86_64-unknown-linux-gnu
     (cd "$repo" && CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static" \

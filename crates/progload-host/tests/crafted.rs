@@ -40,8 +40,9 @@ use progload_host::probe::{
 };
 use progload_host::{host_profile, HostFs, HostHandle};
 use progload_testkit::elfbuild::{
-    ElfBuilder, ProgramHeader, EM_386, EM_AARCH64, EM_X86_64, ET_CORE, ET_DYN, ET_EXEC, ET_REL,
-    PF_R, PF_W, PF_X, PT_GNU_PROPERTY, PT_GNU_STACK, PT_INTERP, PT_LOAD, PT_NOTE, X86_64_EXIT0,
+    machine_name, minimal_arm_exec, Arch, ElfBuilder, ProgramHeader, EF_ARM_EABI_VER5, EM_386,
+    EM_ARM, ET_CORE, ET_DYN, ET_EXEC, ET_REL, PF_R, PF_W, PF_X, PT_GNU_PROPERTY, PT_GNU_STACK,
+    PT_INTERP, PT_LOAD, PT_NOTE,
 };
 use progload_testkit::progs::{write_executable, TempDir};
 
@@ -53,10 +54,29 @@ const CODE: u64 = 0x400;
 const STR: u64 = 0x800;
 /// Length of the crafted programs (one page, all mapped by the first PT_LOAD).
 const LEN: u64 = 0x1000;
-/// x86_64 4-level `TASK_SIZE`.
-const TASK_SIZE: u64 = 0x7fff_ffff_f000;
-/// The ld.so every Debian x86_64 system has.
-const LD_SO: &str = "/lib64/ld-linux-x86-64.so.2";
+/// The architecture the test runs on: every crafted program is built for it (its `e_machine`,
+/// `e_flags` and `exit(0)` code), and the "wrong machine" cases use another one.
+const ARCH: Arch = Arch::native();
+/// The ld.so every Debian system of [`ARCH`] has.
+const LD_SO: &str = ARCH.ld_so();
+
+/// The running kernel's profile, read once.
+fn host() -> &'static Profile {
+    static HOST: std::sync::OnceLock<Profile> = std::sync::OnceLock::new();
+    HOST.get_or_init(|| host_profile().expect("host profile"))
+}
+
+/// `TASK_SIZE` of a 64-bit task on the running kernel (x86_64 4-level: 0x7fff_ffff_f000; arm64
+/// 48-bit VA: 2^48; riscv64: 2^39, 2^48 or 2^56 by the MMU mode).
+fn task_size() -> u64 {
+    host().task_size
+}
+
+/// `STACK_TOP` on the running kernel: the end of `[stack]` without randomization (= TASK_SIZE
+/// on x86_64 and arm64; riscv64's stack stays in the 2^47 window).
+fn stack_top() -> u64 {
+    host().stack_top
+}
 
 #[path = "crafted/asterinas.rs"]
 mod asterinas;
@@ -312,15 +332,22 @@ impl Table {
 /// mapping the whole one-page file, a `R|W` PT_GNU_STACK, then `extra`; `exit(0)` at [`CODE`].
 fn prog(e_type: u16, extra: &[ProgramHeader]) -> ElfBuilder {
     let base = if e_type == ET_EXEC { BASE } else { 0 };
-    let mut b = ElfBuilder::new(e_type, EM_X86_64);
+    let mut b = native(e_type);
     b.header.e_entry = base + CODE;
     b.phdr(ProgramHeader::load(PF_R | PF_X, 0, base, LEN, LEN));
     b.phdr(ProgramHeader::gnu_stack(PF_R | PF_W));
     for p in extra {
         b.phdr(*p);
     }
-    b.payload(CODE, &X86_64_EXIT0);
+    b.payload(CODE, ARCH.exit0());
     b.min_len(LEN);
+    b
+}
+
+/// An empty builder for [`ARCH`]: its `e_machine` and usual `e_flags`.
+fn native(e_type: u16) -> ElfBuilder {
+    let mut b = ElfBuilder::new(e_type, ARCH.e_machine());
+    b.header.e_flags = ARCH.e_flags();
     b
 }
 
@@ -391,14 +418,22 @@ fn elf_header_cases(t: &mut Table) {
         b.header.e_type = ty;
         t.elf(F, name, &format!("type-{ty}"), &b);
     }
+    // EM_386 is x86_64's compat machine (compat_binfmt_elf takes it, then its ELF32 reading of
+    // this ELF64 file fails the phdr checks); elsewhere it is one more foreign machine.
     for (name, m) in [
-        ("e_machine EM_386", EM_386),
-        ("e_machine EM_AARCH64", EM_AARCH64),
-        ("e_machine 0", 0),
+        ("e_machine EM_386".to_string(), EM_386),
+        (
+            format!("e_machine {}", machine_name(ARCH.foreign_machine())),
+            ARCH.foreign_machine(),
+        ),
+        ("e_machine 0".to_string(), 0),
     ] {
         let mut b = prog(ET_EXEC, &[]);
         b.header.e_machine = m;
-        t.elf(F, name, &format!("machine-{m}"), &b);
+        t.elf(F, &name, &format!("machine-{m}"), &b);
+    }
+    if ARCH == Arch::Aarch64 {
+        arm_compat_cases(t);
     }
     let mut b = prog(ET_EXEC, &[]);
     b.header.set_class(1);
@@ -442,7 +477,7 @@ fn elf_header_cases(t: &mut Table) {
     let mut b = prog(ET_EXEC, &[]);
     b.header.e_phoff = LEN;
     b.payloads.clear();
-    b.payload(CODE, &X86_64_EXIT0);
+    b.payload(CODE, ARCH.exit0());
     b.phdrs.resize(1170, ProgramHeader::default());
     t.elf(
         F,
@@ -478,18 +513,44 @@ fn elf_header_cases(t: &mut Table) {
         "phdr table straddles EOF",
         bytes(&t.file("phoff-straddle", &f)),
     );
-    // PT_GNU_PROPERTY is not parsed on x86_64 (no CONFIG_ARCH_USE_GNU_PROPERTY).
+    // PT_GNU_PROPERTY is not parsed on x86_64 and riscv64 (no CONFIG_ARCH_USE_GNU_PROPERTY);
+    // arm64 parses it (parse_elf_properties(): a note larger than its buffer is ENOEXEC).
     let mut prop = ph(PT_GNU_PROPERTY);
     prop.p_offset = STR;
     prop.p_filesz = 0x2000;
     let mut b = prog(ET_EXEC, &[prop]);
     b.payload(STR, b"junk note");
-    t.elf(
+    let name = match ARCH {
+        Arch::X86_64 => "malformed PT_GNU_PROPERTY (ignored on x86_64)",
+        Arch::Aarch64 => "malformed PT_GNU_PROPERTY (parsed on aarch64)",
+        Arch::Riscv64 => "malformed PT_GNU_PROPERTY (ignored on riscv64)",
+    };
+    t.elf(F, name, "bad-property", &b);
+}
+
+/// arm64 only: its compat machine is EM_ARM, taken by `compat_binfmt_elf` when the ELF32
+/// `e_flags` carry an EABI version (`compat_elf_check_arch()`), like EM_386 on x86_64.
+fn arm_compat_cases(t: &mut Table) {
+    const F: &str = "elf-header";
+    // The ELF64 file with EM_ARM and EABI5 where an ELF32 header keeps e_flags (offset 36, the
+    // high half of the ELF64 e_phoff): the compat loader takes the machine, then its ELF32
+    // reading fails the phdr checks (e_phentsize 0); the native one refuses the machine.
+    let mut f = prog(ET_EXEC, &[]).build();
+    f[18..20].copy_from_slice(&EM_ARM.to_le_bytes());
+    f[36..40].copy_from_slice(&EF_ARM_EABI_VER5.to_le_bytes());
+    t.case(
         F,
-        "malformed PT_GNU_PROPERTY (ignored on x86_64)",
-        "bad-property",
-        &b,
+        "e_machine EM_ARM, EABI5 in the ELF32 e_flags (compat machine, bad ELF32 phdrs)",
+        bytes(&t.file("machine-arm-elf64", &f)),
     );
+    // A real AArch32 program without EABI flags: compat_elf_check_arch() refuses it.
+    t.case(
+        F,
+        "ELF32 EM_ARM without EABI flags (compat refuses)",
+        bytes(&t.file("machine-arm-noeabi", &minimal_arm_exec(0))),
+    );
+    // The same program with EABI5 is not a case: the compat loader is not modelled (the plan
+    // refuses it), while a kernel whose CPU runs AArch32 at EL0 runs it.
 }
 
 /// §1.7 step 6–9: PT_INTERP and the interpreter's checks; §2.5 / §1.9 the fatal ones.
@@ -560,7 +621,7 @@ fn interp_cases(t: &mut Table) {
         ET_EXEC,
         &[ProgramHeader::interp(LEN - 8, BASE + LEN - 8, 16)],
     );
-    b.payload(LEN - 8, b"/lib64/l");
+    b.payload(LEN - 8, &LD_SO.as_bytes()[..8]);
     t.elf(F, "PT_INTERP straddles EOF", "i-straddle-eof", &b);
     let mut b = prog(
         ET_EXEC,
@@ -699,7 +760,7 @@ fn interp_cases(t: &mut Table) {
         );
     };
     variant(t, "interpreter: wrong e_machine", "interp-machine", &|b| {
-        b.header.e_machine = EM_AARCH64
+        b.header.e_machine = ARCH.foreign_machine()
     });
     variant(
         t,
@@ -756,7 +817,7 @@ fn interp_cases(t: &mut Table) {
         "interpreter: entry >= TASK_SIZE (fatal)",
         "interp-entry",
         &|b| {
-            b.header.e_entry = TASK_SIZE;
+            b.header.e_entry = task_size();
         },
     );
     variant(
@@ -864,12 +925,12 @@ fn segment_cases(t: &mut Table) {
         bss.p_align = 0x20_0000;
         let mut code = ProgramHeader::load(PF_R | PF_X, 0, 0x20_0000, LEN, LEN);
         code.p_align = 0x20_0000;
-        let mut b = ElfBuilder::new(ET_DYN, EM_X86_64);
+        let mut b = native(ET_DYN);
         b.header.e_entry = 0x20_0000 + CODE;
         b.phdr(bss)
             .phdr(code)
             .phdr(ProgramHeader::gnu_stack(PF_R | PF_W));
-        b.payload(CODE, &X86_64_EXIT0).min_len(LEN);
+        b.payload(CODE, ARCH.exit0()).min_len(LEN);
         let name = format!("static-PIE aligned 2 MiB, first PT_LOAD filesz 0 memsz {memsz:#x}");
         t.elf(F, &name, file, &b);
     }
@@ -877,12 +938,12 @@ fn segment_cases(t: &mut Table) {
     b.phdrs[0].p_memsz = 0x800;
     t.elf(F, "p_filesz > p_memsz", "s-filesz-gt-memsz", &b);
     let mut b = prog(ET_EXEC, &[]);
-    b.phdrs[0].p_vaddr = TASK_SIZE;
+    b.phdrs[0].p_vaddr = task_size();
     b.header.e_entry = BASE + CODE;
     t.elf(F, "first PT_LOAD at TASK_SIZE", "s-vaddr-tasksize", &b);
     let mut b = prog(
         ET_EXEC,
-        &[ProgramHeader::load(PF_R, 0, TASK_SIZE + 0x1000, 0, 0)],
+        &[ProgramHeader::load(PF_R, 0, task_size() + 0x1000, 0, 0)],
     );
     b.header.e_entry = BASE + CODE;
     t.elf(
@@ -904,7 +965,7 @@ fn segment_cases(t: &mut Table) {
             0,
             0x1000_0000,
             0,
-            TASK_SIZE,
+            task_size(),
         )],
     );
     t.elf(F, "p_vaddr + p_memsz > TASK_SIZE (bss)", "s-end-above", &b);
@@ -924,7 +985,8 @@ fn segment_cases(t: &mut Table) {
         &[ProgramHeader::load(
             PF_R | PF_W,
             0,
-            0x7fff_f000_0000,
+            // 0x7fff_f000_0000 on x86_64.
+            stack_top() - 0xfff_f000,
             0x10,
             0x20,
         )],
@@ -940,7 +1002,8 @@ fn segment_cases(t: &mut Table) {
         &[ProgramHeader::load(
             PF_R | PF_W,
             0,
-            0x7fff_fffd_e000,
+            // 0x7fff_fffd_e000 on x86_64: [stack] is 0x21000 bytes long here.
+            stack_top() - 0x2_1000,
             0x10,
             0x10,
         )],
@@ -1038,10 +1101,10 @@ fn segment_cases(t: &mut Table) {
     b.header.e_entry = 0x1000 + CODE;
     t.elf(F, "segment at 0x1000 (= mmap_min_addr)", "s-page1", &b);
     let mut b = prog(ET_EXEC, &[]);
-    b.header.e_entry = TASK_SIZE;
+    b.header.e_entry = task_size();
     t.elf(F, "entry = TASK_SIZE", "s-entry-tasksize", &b);
     let mut b = prog(ET_EXEC, &[]);
-    b.header.e_entry = TASK_SIZE - 1;
+    b.header.e_entry = task_size() - 1;
     t.elf(F, "entry = TASK_SIZE - 1 (runs)", "s-entry-below", &b);
     let mut b = prog(ET_EXEC, &[]);
     b.header.e_entry = 0xffff_ffff_8000_0000;
@@ -1108,16 +1171,24 @@ fn segment_cases(t: &mut Table) {
         "s-dyn-unaligned",
         &b,
     );
+    // 0x7fff_0000_0000 on x86_64.
+    let high = task_size() - 0xffff_f000;
     let mut b = prog(ET_DYN, &[]);
-    b.phdrs[0].p_vaddr = 0x7fff_0000_0000;
-    b.header.e_entry = 0x7fff_0000_0000 + CODE;
-    t.elf(F, "ET_DYN linked high (0x7fff00000000)", "s-dyn-high", &b);
+    b.phdrs[0].p_vaddr = high;
+    b.header.e_entry = high + CODE;
+    t.elf(
+        F,
+        &format!("ET_DYN linked high ({high:#x})"),
+        "s-dyn-high",
+        &b,
+    );
     let b = prog(
         ET_DYN,
         &[ProgramHeader::load(
             PF_R | PF_W,
             0,
-            0x7fff_ffff_0000,
+            // 0x7fff_ffff_0000 on x86_64.
+            task_size() - 0xf000,
             0x10,
             0x10,
         )],
@@ -1348,7 +1419,7 @@ fn script_cases(t: &mut Table) {
     );
     let bad_elf = {
         let mut b = prog(ET_EXEC, &[]);
-        b.header.e_machine = EM_AARCH64;
+        b.header.e_machine = ARCH.foreign_machine();
         t.file("sh-badelf", &b.build())
     };
     script(
@@ -1699,7 +1770,7 @@ fn check_case(case: &Case, base: &Profile, fs: &TestFs) -> Result<String, String
 #[test]
 fn crafted_files_match_the_kernel() {
     if !probe_native_supported() {
-        eprintln!("skipped: the kernel probe needs x86_64 Linux");
+        eprintln!("skipped: the kernel probe needs x86_64, aarch64 or riscv64 Linux");
         return;
     }
     let mut t = Table::new();
@@ -1716,7 +1787,7 @@ fn crafted_files_match_the_kernel() {
     asterinas::cases(&mut t);
     selftests::cases(&mut t, &fs);
 
-    let profile = host_profile().expect("host profile");
+    let profile = host().clone();
     let mut families: Vec<(&str, usize, usize)> = Vec::new();
     let mut failures = Vec::new();
     for case in &t.cases {

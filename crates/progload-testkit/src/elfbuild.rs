@@ -41,6 +41,15 @@ pub const EM_386: u16 = 3;
 pub const EM_X86_64: u16 = 62;
 /// `EM_AARCH64`.
 pub const EM_AARCH64: u16 = 183;
+/// `EM_ARM` (the AArch32 compat machine of arm64).
+pub const EM_ARM: u16 = 40;
+/// `EM_RISCV`.
+pub const EM_RISCV: u16 = 243;
+/// `EF_ARM_EABI_VER5` in `e_flags` (what arm64's `compat_elf_check_arch()` wants to see in
+/// `EF_ARM_EABI_MASK`).
+pub const EF_ARM_EABI_VER5: u32 = 0x0500_0000;
+/// `EF_RISCV_RVC | EF_RISCV_FLOAT_ABI_DOUBLE`: the `e_flags` of an lp64d riscv64 program.
+pub const EF_RISCV_RVC_DOUBLE: u32 = 0x1 | 0x4;
 
 /// `PT_NULL`.
 pub const PT_NULL: u32 = 0;
@@ -92,6 +101,104 @@ pub const AARCH64_EXIT0: [u8; 12] = [
     0x00, 0x00, 0x80, 0xd2, // movz x0, #0
     0x01, 0x00, 0x00, 0xd4, // svc #0
 ];
+
+/// Machine code of `exit(0)` for riscv64: `li a7, 93; li a0, 0; ecall`.
+pub const RISCV64_EXIT0: [u8; 12] = [
+    0x93, 0x08, 0xd0, 0x05, // addi a7, zero, 93 (SYS_exit)
+    0x13, 0x05, 0x00, 0x00, // addi a0, zero, 0
+    0x73, 0x00, 0x00, 0x00, // ecall
+];
+
+/// A 64-bit Linux architecture crafted programs are built for: what differs between the
+/// x86_64, aarch64 and riscv64 versions of the same crafted file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Arch {
+    /// x86_64.
+    X86_64,
+    /// AArch64.
+    Aarch64,
+    /// RISC-V 64 (lp64d).
+    Riscv64,
+}
+
+impl Arch {
+    /// The architecture this code was compiled for (x86_64 on anything else, so that the
+    /// crafted programs keep their historical shape on other hosts).
+    pub const fn native() -> Arch {
+        if cfg!(target_arch = "aarch64") {
+            Arch::Aarch64
+        } else if cfg!(target_arch = "riscv64") {
+            Arch::Riscv64
+        } else {
+            Arch::X86_64
+        }
+    }
+
+    /// The `e_machine` its 64-bit `elf_check_arch()` accepts.
+    pub const fn e_machine(self) -> u16 {
+        match self {
+            Arch::X86_64 => EM_X86_64,
+            Arch::Aarch64 => EM_AARCH64,
+            Arch::Riscv64 => EM_RISCV,
+        }
+    }
+
+    /// `e_flags` of an ordinary program (the kernel checks none of them).
+    pub const fn e_flags(self) -> u32 {
+        match self {
+            Arch::X86_64 | Arch::Aarch64 => 0,
+            Arch::Riscv64 => EF_RISCV_RVC_DOUBLE,
+        }
+    }
+
+    /// A 64-bit machine the kernel refuses: one of the other two architectures (EM_AARCH64 on
+    /// x86_64, EM_X86_64 on the others).
+    pub const fn foreign_machine(self) -> u16 {
+        match self {
+            Arch::X86_64 => EM_AARCH64,
+            Arch::Aarch64 | Arch::Riscv64 => EM_X86_64,
+        }
+    }
+
+    /// Position-independent machine code of `exit(0)`.
+    pub const fn exit0(self) -> &'static [u8] {
+        match self {
+            Arch::X86_64 => &X86_64_EXIT0,
+            Arch::Aarch64 => &AARCH64_EXIT0,
+            Arch::Riscv64 => &RISCV64_EXIT0,
+        }
+    }
+
+    /// A one-byte filler for code padding (x86 `nop`; 0 elsewhere, where no single byte is an
+    /// instruction).
+    pub const fn code_pad(self) -> u8 {
+        match self {
+            Arch::X86_64 => 0x90,
+            Arch::Aarch64 | Arch::Riscv64 => 0,
+        }
+    }
+
+    /// The dynamic loader every Debian system of the architecture has.
+    pub const fn ld_so(self) -> &'static str {
+        match self {
+            Arch::X86_64 => "/lib64/ld-linux-x86-64.so.2",
+            Arch::Aarch64 => "/lib/ld-linux-aarch64.so.1",
+            Arch::Riscv64 => "/lib/ld-linux-riscv64-lp64d.so.1",
+        }
+    }
+}
+
+/// The `EM_` name of the machines this module knows (`EM_<number>` for the others).
+pub fn machine_name(e_machine: u16) -> String {
+    match e_machine {
+        EM_386 => "EM_386".into(),
+        EM_ARM => "EM_ARM".into(),
+        EM_X86_64 => "EM_X86_64".into(),
+        EM_AARCH64 => "EM_AARCH64".into(),
+        EM_RISCV => "EM_RISCV".into(),
+        m => format!("EM_{m}"),
+    }
+}
 
 /// The ELF64 file header. `e_ident` is the full 16-byte identification array.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -346,6 +453,21 @@ impl ElfBuilder {
         Self::minimal(ET_DYN, EM_AARCH64, 0, &AARCH64_EXIT0)
     }
 
+    /// A static `ET_EXEC` for `arch` loaded at `0x400000` that calls `exit(0)`, with the
+    /// architecture's usual `e_flags`.
+    pub fn minimal_exec_for(arch: Arch) -> Self {
+        let mut b = Self::minimal(ET_EXEC, arch.e_machine(), 0x40_0000, arch.exit0());
+        b.header.e_flags = arch.e_flags();
+        b
+    }
+
+    /// The `arch` program as an `ET_DYN` at virtual address 0 without `PT_INTERP`.
+    pub fn minimal_dyn_for(arch: Arch) -> Self {
+        let mut b = Self::minimal(ET_DYN, arch.e_machine(), 0, arch.exit0());
+        b.header.e_flags = arch.e_flags();
+        b
+    }
+
     /// Append a program header.
     pub fn phdr(&mut self, ph: ProgramHeader) -> &mut Self {
         self.phdrs.push(ph);
@@ -446,6 +568,50 @@ pub fn minimal_i386_exec() -> Vec<u8> {
     f
 }
 
+/// A minimal static AArch32 ELF32 `ET_EXEC` at `0x10000` with `e_flags` `flags`: one R+X
+/// `PT_LOAD` of the whole file, code `mov r7, #1; mov r0, #0; svc #0` (`exit(0)`). With
+/// [`EF_ARM_EABI_VER5`] an arm64 kernel whose CPU runs AArch32 at EL0 takes it through
+/// `compat_binfmt_elf`; with 0 `compat_elf_check_arch()` refuses it.
+pub fn minimal_arm_exec(flags: u32) -> Vec<u8> {
+    const BASE: u32 = 0x1_0000;
+    const CODE: u32 = 52 + 32;
+    const EXIT0: [u8; 12] = [
+        0x01, 0x70, 0xa0, 0xe3, // mov r7, #1 (SYS_exit)
+        0x00, 0x00, 0xa0, 0xe3, // mov r0, #0
+        0x00, 0x00, 0x00, 0xef, // svc #0
+    ];
+    let size = CODE + EXIT0.len() as u32;
+    let mut f = Vec::with_capacity(size as usize);
+    f.extend_from_slice(&[
+        0x7f,
+        b'E',
+        b'L',
+        b'F',
+        ELFCLASS32,
+        ELFDATA2LSB,
+        EV_CURRENT,
+        0,
+    ]);
+    f.extend_from_slice(&[0; 8]);
+    f.extend_from_slice(&ET_EXEC.to_le_bytes());
+    f.extend_from_slice(&EM_ARM.to_le_bytes());
+    f.extend_from_slice(&1u32.to_le_bytes()); // e_version
+    f.extend_from_slice(&(BASE + CODE).to_le_bytes()); // e_entry
+    f.extend_from_slice(&52u32.to_le_bytes()); // e_phoff
+    f.extend_from_slice(&0u32.to_le_bytes()); // e_shoff
+    f.extend_from_slice(&flags.to_le_bytes()); // e_flags
+    for v in [52u16, 32, 1, 40, 0, 0] {
+        // e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    for v in [PT_LOAD, 0, BASE, BASE, size, size, PF_R | PF_X, 0x1000] {
+        // p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_flags, p_align
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    f.extend_from_slice(&EXIT0);
+    f
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -519,6 +685,33 @@ mod tests {
         assert_eq!(
             u64::from_le_bytes(f[24..32].try_into().unwrap()),
             MINIMAL_CODE_OFFSET
+        );
+    }
+
+    #[test]
+    fn per_arch_programs() {
+        for (arch, m, flags) in [
+            (Arch::X86_64, EM_X86_64, 0),
+            (Arch::Aarch64, EM_AARCH64, 0),
+            (Arch::Riscv64, EM_RISCV, EF_RISCV_RVC_DOUBLE),
+        ] {
+            let f = ElfBuilder::minimal_exec_for(arch).build();
+            assert_eq!(u16::from_le_bytes([f[18], f[19]]), m);
+            assert_eq!(u32::from_le_bytes(f[48..52].try_into().unwrap()), flags);
+            assert_eq!(&f[MINIMAL_CODE_OFFSET as usize..], arch.exit0());
+            assert_ne!(arch.foreign_machine(), m);
+            let d = ElfBuilder::minimal_dyn_for(arch).build();
+            assert_eq!(u16::from_le_bytes([d[16], d[17]]), ET_DYN);
+        }
+        assert_eq!(
+            ElfBuilder::minimal_exec_for(Arch::X86_64),
+            ElfBuilder::minimal_x86_64_exec()
+        );
+        let arm = minimal_arm_exec(EF_ARM_EABI_VER5);
+        assert_eq!(u16::from_le_bytes([arm[18], arm[19]]), EM_ARM);
+        assert_eq!(
+            u32::from_le_bytes(arm[36..40].try_into().unwrap()),
+            EF_ARM_EABI_VER5
         );
     }
 

@@ -22,7 +22,8 @@ const BUF: u64 = 64 + 3 * 56;
 const SIZE: u64 = BUF + 128;
 const BASE_ADDRESS: u64 = 0x10000;
 const PAGE: u64 = 0x1000;
-/// `ud2` and the NUL of the C string literal.
+/// `ud2` and the NUL of the C string literal (upstream's x86 bytes on every architecture: the
+/// probe stops before the first instruction, so they are only data).
 const UD2: &[u8] = b"\x0f\x0b\0";
 
 struct Custom {
@@ -34,7 +35,7 @@ struct Custom {
 impl Custom {
     /// `init_exec`.
     fn new() -> Custom {
-        let mut b = ElfBuilder::new(ET_EXEC, EM_X86_64);
+        let mut b = native(ET_EXEC);
         b.header.e_entry = BASE_ADDRESS + BUF;
         b.header.e_ehsize = 0;
         b.header.e_shentsize = 0;
@@ -119,7 +120,10 @@ pub(super) fn cases(t: &mut Table) {
         e.b.header.e_ident[i] -= 1;
     }
     e.b.header.e_machine += 1;
-    e.exec(t, "bad_machine (EM_X86_64 + 1)");
+    e.exec(
+        t,
+        &format!("bad_machine ({} + 1)", machine_name(ARCH.e_machine())),
+    );
     e.b.header.e_machine -= 1;
     e.b.header.e_type = ET_CORE;
     e.exec(t, "bad_type (ET_CORE)");

@@ -81,10 +81,11 @@ pub(super) const EXCLUDED: &[(&str, &str, &str)] = &[
 ];
 
 /// gVisor's `kPtraceCode` is 65 bytes on amd64; only its length shapes the image (the probe
-/// stops before the first instruction), so it is `exit(0)` padded with `nop`s here.
+/// stops before the first instruction), so it is `exit(0)` padded to 65 bytes here (with `nop`s
+/// on x86_64), whatever the architecture.
 fn ptrace_code() -> Vec<u8> {
-    let mut c = X86_64_EXIT0.to_vec();
-    c.resize(65, 0x90);
+    let mut c = ARCH.exit0().to_vec();
+    c.resize(65, ARCH.code_pad());
     c
 }
 
@@ -112,7 +113,7 @@ impl Gv {
     /// `StandardElf()`: PT_GNU_STACK RW, then a R|X PT_LOAD of the code at 0x40000.
     fn standard() -> Gv {
         let code = ptrace_code();
-        let mut b = ElfBuilder::new(ET_EXEC, EM_X86_64);
+        let mut b = native(ET_EXEC);
         b.header.e_entry = 0x40000;
         b.phdr(gph(PT_GNU_STACK, PF_R | PF_W, 0, 0, 0, 0));
         b.phdr(gph(
@@ -819,11 +820,12 @@ fn derived(t: &mut Table) {
     elf(t, "e_machine = EM_PPC64", "ppc64", &|g| {
         g.b.header.e_machine = EM_PPC64
     });
+    let other = ARCH.foreign_machine();
     elf(
         t,
-        "e_machine = EM_AARCH64 (the other arch)",
-        "aarch64",
-        &|g| g.b.header.e_machine = EM_AARCH64,
+        &format!("e_machine = {} (the other arch)", machine_name(other)),
+        &machine_name(other).to_lowercase()["em_".len()..],
+        &|g| g.b.header.e_machine = other,
     );
     for (name, ty) in [("ET_REL", ET_REL), ("ET_CORE", ET_CORE), ("ET_NONE", 0)] {
         elf(
