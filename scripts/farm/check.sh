@@ -4,8 +4,8 @@
 #   scripts/farm/check.sh [KERNEL...]      (default: every KERNEL of kernels.sh)
 #
 # For each KERNEL:
-#   1. a static progload for its architecture (cross-build.sh), and for x86_64 the crafted corpus
-#      (crates/progload-host/tests/crafted.rs) as a static test binary;
+#   1. a static progload for its architecture (cross-build.sh) and the crafted corpus
+#      (crates/progload-host/tests/crafted.rs) as a static test binary (crafted-payload.sh);
 #   2. kernels.sh run with scripts/farm/guest/run.sh: in the guest, `progload profile`,
 #      `progload check --sweep --record` over the guest's userland, and the crafted corpus;
 #   3. on this host: the cross-plan, `progload check --replay` of every recorded exec with the
@@ -30,24 +30,8 @@ host_progload="$CARGO_TARGET_DIR/release/progload"
 
 arch_of() { case "$1" in x86_64-*) echo x86_64 ;; aarch64-*) echo aarch64 ;; riscv64-*) echo riscv64 ;; esac; }
 
-# The crafted corpus as a static x86_64 test binary (it builds its cases for the arch it runs
-# on; scripts/farm/crafted-payload.sh makes the aarch64 and riscv64 payloads).
-crafted_bin() {
-    local triple=x86_64-unknown-linux-gnu
-    (cd "$repo" && CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_RUSTFLAGS="-C target-feature=+crt-static" \
-        cargo test -q --release --locked -p progload-host --test crafted --no-run \
-        --target "$triple" --message-format=json 2>/dev/null) |
-        python3 -c '
-import json, sys
-for line in sys.stdin:
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["test"]:
-        print(m["executable"])'
-}
-
+# Build the crafted corpus afresh in each run (cargo rebuilds only what changed).
+rm -rf "$out"/crafted-*
 declare -A built=()
 fail=0
 summary="$out/summary.md"
@@ -67,20 +51,12 @@ for k in "${kernels[@]}"; do
     rm -rf "$payload" "$out/$k"
     mkdir -p "$payload"
     cp "$cross/$arch/progload" "$here/guest/run.sh" "$payload/"
-    if [ "$arch" = x86_64 ]; then
-        [ -n "${crafted:-}" ] || crafted="$(crafted_bin | tail -n 1)"
-        [ -x "$crafted" ] || { echo "farm-check: the crafted test binary did not build" >&2; exit 1; }
-        cp "$crafted" "$payload/crafted"
-        # The kernel selftest load_address.c programs, which the guest cannot compile.
-        mkdir -p "$payload/load_address"
-        echo 'int main(void) { return 0; }' >"$payload/load_address/load_address.c"
-        for kind in pie static-pie; do
-            for align in 0x1000 0x200000 0x1000000; do
-                gcc -O1 -fPIE "-$kind" "-Wl,-z,max-page-size=$align" \
-                    -o "$payload/load_address/load_address.$kind.$align" "$payload/load_address/load_address.c"
-            done
-        done
+    # The crafted corpus for this architecture (test binary and load_address programs).
+    if [ ! -x "$out/crafted-$arch/crafted" ]; then
+        bash "$here/crafted-payload.sh" "$arch" "$out/crafted-$arch" >&2
     fi
+    cp "$out/crafted-$arch/crafted" "$payload/"
+    cp -r "$out/crafted-$arch/load_address" "$payload/"
     echo "farm-check: $k: booting" >&2
     if ! bash "$here/kernels.sh" run "$k" "$payload" "$out/$k" >&2; then
         echo "farm-check: $k: the guest failed (see $out/$k/console.log)" >&2

@@ -61,6 +61,14 @@ pub fn host_profile() -> std::io::Result<Profile> {
     p.page_size = rustix::param::page_size() as u64;
     if cfg!(target_arch = "aarch64") {
         p.pstate = arm64_pstate();
+        // 52-bit VA: TASK_SIZE 2^52 above the 2^48 window, when a page up there maps.
+        let high = progload::arch::aarch64::TASK_SIZE_52 - (1 << 20);
+        p.task_size = if crate::sys::can_map_page_at(high as usize) {
+            progload::arch::aarch64::TASK_SIZE_52
+        } else {
+            progload::arch::aarch64::DEFAULT_MAP_WINDOW_64
+        };
+        p.stack_top_max = p.task_size;
     }
     let auxv = self_auxv();
     p.cache_auxv = auxv

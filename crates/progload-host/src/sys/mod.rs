@@ -25,6 +25,31 @@ pub(crate) mod rseq;
 
 use rustix::io::Errno;
 
+/// Whether one page at `addr` can be mapped (`MAP_FIXED_NOREPLACE`, no access), then unmaps
+/// it: tells whether the address space reaches that high.
+pub(crate) fn can_map_page_at(addr: usize) -> bool {
+    use rustix::mm::{mmap_anonymous, munmap, MapFlags, ProtFlags};
+    let page = rustix::param::page_size();
+    // SAFETY: MAP_FIXED_NOREPLACE never replaces a mapping: it maps a fresh inaccessible page
+    // at `addr` only where nothing is mapped, and fails otherwise; nothing refers to it.
+    let got = unsafe {
+        mmap_anonymous(
+            addr as *mut core::ffi::c_void,
+            page,
+            ProtFlags::empty(),
+            MapFlags::PRIVATE | MapFlags::FIXED_NOREPLACE,
+        )
+    };
+    match got {
+        Ok(p) => {
+            // SAFETY: `p` is the page mapped just above, used by nothing.
+            let _ = unsafe { munmap(p, page) };
+            p as usize == addr
+        }
+        Err(_) => false,
+    }
+}
+
 /// The errno a failed libc call left behind.
 fn last_errno() -> Errno {
     let raw = std::io::Error::last_os_error().raw_os_error();

@@ -6,6 +6,8 @@ use super::{AlignStack, ArchSpec};
 pub const EM_AARCH64: u16 = 183;
 /// `DEFAULT_MAP_WINDOW_64` with 48-bit VA = `STACK_TOP`.
 pub const DEFAULT_MAP_WINDOW_64: u64 = 1 << 48;
+/// `TASK_SIZE_64` with 52-bit VA (`CONFIG_ARM64_VA_BITS_52`, Debian's 6.12 build).
+pub const TASK_SIZE_52: u64 = 1 << 52;
 /// `PSR_SSBS_BIT`: speculative store bypass allowed (`spectre_v4_enable_task_mitigation()`).
 pub const PSR_SSBS_BIT: u64 = 0x1000;
 /// `GNU_PROPERTY_AARCH64_FEATURE_1_AND`.

@@ -243,19 +243,44 @@ impl<'a, N: Clone> Mm<'a, N> {
             && file
                 .and_then(|f| self.files.get(f))
                 .is_some_and(|f| f.meta.thp_aligned);
+        let search = self.search_for(hint);
         if thp {
             self.vmas.get_unmapped_area_thp(
                 hint,
                 len,
                 offset,
-                &self.search,
+                &search,
                 self.legacy_base,
                 self.rules.thp_topdown_skips_aligned,
             )
         } else {
             self.vmas
-                .get_unmapped_area(hint, len, &self.search, self.legacy_base)
+                .get_unmapped_area(hint, len, &search, self.legacy_base)
         }
+    }
+
+    /// The search a hint selects when `TASK_SIZE` is larger than `DEFAULT_MAP_WINDOW` (the
+    /// stack top: arm64 with 52-bit VA, x86_64 with 5-level paging): mappings stay below the
+    /// window unless the hint lies above it, which opens the space up to `TASK_SIZE` and moves
+    /// the top-down base up by as much (`arch_get_mmap_end()`, `arch_get_mmap_base()`).
+    /// riscv's window has been the whole `TASK_SIZE` since 6.11.
+    fn search_for(&self, hint: u64) -> Search {
+        let (window, task) = (self.profile.stack_top, self.profile.task_size);
+        let mut s = self.search;
+        if self.profile.arch == crate::arch::Arch::Riscv64 || task <= window {
+            return s;
+        }
+        if hint > window {
+            s.high = if s.top_down {
+                s.high.saturating_add(task.saturating_sub(window))
+            } else {
+                task
+            };
+        } else {
+            s.task_size = window;
+            s.high = s.high.min(window);
+        }
+        s
     }
 
     /// `vm_mmap()` of a private file mapping. `fixed` is MAP_FIXED, `noreplace`

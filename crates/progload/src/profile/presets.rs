@@ -152,14 +152,20 @@ impl Profile {
     pub fn linux_aarch64(kernel: KernelVersion) -> Self {
         let page = 4096;
         let top = aarch64::DEFAULT_MAP_WINDOW_64;
+        // Debian builds 6.12 for 52-bit VA (LPA2): TASK_SIZE 2^52, the window stays 2^48.
+        let task = if kernel.since(6, 12) && !kernel.since(6, 13) {
+            aarch64::TASK_SIZE_52
+        } else {
+            top
+        };
         let vvar = if kernel.since(6, 15) { 4 } else { 2 };
         Profile {
             arch: Arch::Aarch64,
             kernel,
             page_size: page,
-            task_size: top,
+            task_size: task,
             stack_top: top,
-            stack_top_max: top,
+            stack_top_max: task,
             elf_et_dyn_base: 2 * top / 3,
             task_unmapped_base: (top / 4).next_multiple_of(page),
             hwcap: 0xfdff_ffff,
