@@ -185,23 +185,8 @@ fn signals_to_reset() -> Vec<(u64, bool)> {
 /// personality.
 pub(super) fn state() -> Result<CallerState, RunError> {
     let signals = signals_to_reset();
-    let path = Proc::CurrentThread.path("status");
-    let status = Proc::CurrentThread
-        .status()
-        .map_err(|e| RunError::proc(&path, e))?;
-    let three = |name: &str| -> Result<[u32; 3], RunError> {
-        let ids = status.ids(name).unwrap_or_default();
-        ids.get(..3)
-            .and_then(|ids| ids.try_into().ok())
-            .ok_or_else(|| {
-                let e = std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("no real, effective and saved {name}"),
-                );
-                RunError::proc(&path, e)
-            })
-    };
-    let ([r, e, s], [rg, eg, sg]) = (three("Uid")?, three("Gid")?);
+    let ([r, e, s], [rg, eg, sg]) =
+        process::resids().map_err(|e| RunError::host("getresuid/getresgid", e))?;
     let personality =
         process::personality().map_err(|e| RunError::host("personality (query)", e))?;
     Ok(CallerState {

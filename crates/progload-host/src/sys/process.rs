@@ -226,3 +226,20 @@ impl ExecArgs {
         last_errno()
     }
 }
+
+/// `getresuid(2)` and `getresgid(2)`: the real, effective and saved uid, then gid.
+pub(crate) fn resids() -> Result<([u32; 3], [u32; 3]), Errno> {
+    let (mut r, mut e, mut s) = (0, 0, 0);
+    let (mut rg, mut eg, mut sg) = (0, 0, 0);
+    // SAFETY: each pointer is to a live local `uid_t`/`gid_t` that the call only writes.
+    let u = unsafe { libc::getresuid(&mut r, &mut e, &mut s) };
+    if u != 0 {
+        return Err(last_errno());
+    }
+    // SAFETY: as above.
+    let g = unsafe { libc::getresgid(&mut rg, &mut eg, &mut sg) };
+    if g != 0 {
+        return Err(last_errno());
+    }
+    Ok(([r, e, s], [rg, eg, sg]))
+}
