@@ -45,7 +45,7 @@ pub struct ArchSpec {
     /// Range of `arch_randomize_brk` in bytes.
     pub brk_rnd_range: u64,
     /// What `arch_align_stack()` does (on the newest kernel; see
-    /// [`crate::profile::rules::ExecRules::align_stack`]).
+    /// [`crate::profile::rules::ExecRules::riscv_align_stack`]).
     pub align_stack: AlignStack,
     /// Whether an unlimited RLIMIT_STACK selects the legacy bottom-up layout (generic
     /// `mmap_is_legacy`; x86 does not).
