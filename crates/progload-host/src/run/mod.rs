@@ -218,6 +218,25 @@ pub fn exec_plan_in_place(plan: &Plan<HostHandle>) -> Result<Infallible, RunErro
     }
 }
 
+/// The script of `plan` for the prepared caller `p` with its temporary pages `temp`: the state
+/// the exec changes is read last, just before compiling.
+#[cfg(target_arch = "x86_64")]
+fn compile(
+    plan: &Plan<HostHandle>,
+    p: &caller::Caller,
+    temp: &crate::sys::pages::TempPages,
+) -> Result<script::Script, RunError> {
+    let state = caller::state()?;
+    let fds = p.fds();
+    let inputs = script::Inputs {
+        temp: caller::temp_range(temp),
+        specials: &p.specials,
+        files: &fds,
+        state: &state,
+    };
+    script::compile(plan, &inputs)
+}
+
 /// The untraced path: P prepares, compiles the script, and a ptrace helper replays it.
 #[cfg(target_arch = "x86_64")]
 fn exec_with_helper(plan: &Plan<HostHandle>) -> Result<Infallible, RunError> {
@@ -227,15 +246,7 @@ fn exec_with_helper(plan: &Plan<HostHandle>) -> Result<Infallible, RunError> {
     let temp = p.map_temp(plan, 2 * PAGE, Code::Syscall, |range| {
         script::argument_blocks(plan, range, p.exe)
     })?;
-    let state = caller::state()?;
-    let fds = p.fds();
-    let inputs = script::Inputs {
-        temp: caller::temp_range(&temp),
-        specials: &p.specials,
-        files: &fds,
-        state: &state,
-    };
-    let mut script = script::compile(plan, &inputs)?;
+    let mut script = compile(plan, &p, &temp)?;
     let channel = ptrace_helper::Channel::open()?;
     script.close_on_exec(&caller::close_on_exec_fds()?);
     script.unmap_temporary();
@@ -254,15 +265,7 @@ fn exec_replaying(plan: &Plan<HostHandle>) -> Result<Infallible, RunError> {
         replay.fill_data(&mut data, range, plan);
         Ok(data)
     })?;
-    let state = caller::state()?;
-    let fds = p.fds();
-    let inputs = script::Inputs {
-        temp: caller::temp_range(&temp),
-        specials: &p.specials,
-        files: &fds,
-        state: &state,
-    };
-    let mut script = script::compile(plan, &inputs)?;
+    let mut script = compile(plan, &p, &temp)?;
     replay.extend(&mut script, plan);
     script.close_on_exec(&caller::close_on_exec_fds()?);
     replay.run(&script, &temp)
