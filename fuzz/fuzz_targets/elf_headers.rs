@@ -5,6 +5,7 @@
 use libfuzzer_sys::fuzz_target;
 use progload::binfmt::elf::{self, Header, PhdrsError, MAX_PHDRS_BYTES, PHDR_SIZE};
 use progload::binfmt::BUF_SIZE;
+use progload::mm::{page_align, page_offset};
 use progload::{FileSystem, MemFs};
 
 fuzz_target!(|data: &[u8]| {
@@ -46,12 +47,14 @@ fuzz_target!(|data: &[u8]| {
             }
             // The helpers the layout uses never panic on any phdr values.
             for page in [4096u64, 16384, 65536] {
+                // Both rules: since 5.18 and before it.
                 let _ = elf::total_mapping_size(&phdrs, page, true);
+                let _ = elf::total_mapping_size(&phdrs, page, false);
                 let _ = elf::maximum_alignment(&phdrs, page);
                 for p in &phdrs {
                     let _ = elf::prot_of(p.p_flags);
-                    let _ = elf::page_align(p.p_vaddr, page);
-                    let _ = elf::page_offset(p.p_offset, page);
+                    let _ = page_align(p.p_vaddr, page);
+                    let _ = page_offset(p.p_offset, page);
                     let _ = elf::offset_ok(p.p_offset, p.p_filesz);
                 }
             }

@@ -173,8 +173,8 @@ pub fn check_plan<F: FileSystem<Node = usize>>(
     let mut sim = SimAddressSpace::new();
     sim.load(p)
         .unwrap_or_else(|e| panic!("SimAddressSpace::load failed: {e:?}\n{:?}", p.vmas));
-    let merged = |it: &mut dyn Iterator<Item = (u64, u64, u8)>| {
-        let mut out: Vec<(u64, u64, u8)> = Vec::new();
+    let merged = |it: &mut dyn Iterator<Item = (u64, u64, progload::Prot)>| {
+        let mut out: Vec<(u64, u64, progload::Prot)> = Vec::new();
         for (s, e, prot) in it {
             match out.last_mut() {
                 Some(l) if l.1 == s && l.2 == prot => l.1 = e,

@@ -468,6 +468,10 @@ pub struct Scenario {
     pub extra_auxv: Vec<(u64, u64)>,
     /// The AT_EXECFD number.
     pub execfd: u8,
+    /// The kernel release planned for: 6.18, 6.12, 6.1 or 5.10 (the presets' releases), so
+    /// that every version rule is exercised. Last, so that the seeds (which end before it)
+    /// decode as 6.18.
+    pub kernel: u8,
 }
 
 /// Everything `plan()` takes.
@@ -592,11 +596,10 @@ impl Scenario {
     /// Builds the filesystem, profile and request.
     pub fn build(&self, blobs: &[&[u8]]) -> Built {
         let m = machine(self.aarch64);
-        let mut profile = if self.aarch64 {
-            Profile::linux_6_18_aarch64()
-        } else {
-            Profile::linux_6_18_x86_64()
-        };
+        let release = ["6.18", "6.12", "6.1", "5.10"][usize::from(self.kernel % 4)];
+        let arch = if self.aarch64 { "aarch64" } else { "x86_64" };
+        let mut profile =
+            Profile::preset(&format!("{arch}-{release}")).expect("every preset name exists");
 
         // Caller.
         let caller = self.caller % 3;
