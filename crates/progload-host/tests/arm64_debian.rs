@@ -423,12 +423,13 @@ impl Run {
             assert_eq!((self.word(at), self.word(at + 8)), (t, v));
             at += 16;
         }
-        // Registers: pc, sp; x0-x30 and pstate 0.
+        // Registers: pc, sp, pstate the profile's; x0-x30 0.
         assert_eq!(p.registers.pc, p.entry);
         for (n, v) in p.registers.named() {
             match n {
                 "pc" => assert_eq!(v, p.entry),
                 "sp" => assert_eq!(v, sp),
+                "pstate" => assert_eq!(v, profile.pstate),
                 _ => assert_eq!(v, 0, "register {n}"),
             }
         }

@@ -65,10 +65,10 @@ fn part(name: &str, pages: u64) -> VdsoPart {
     }
 }
 
-/// The pages of Debian's arm64 vDSO image (build-dependent; as the farm's guests map it): 2
-/// from 6.12 (6.12.118), 1 before (5.10.223, 6.1.192).
+/// The pages of the arm64 vDSO image (build-dependent): 2 in Debian's 6.12 (6.12.118, as the
+/// farm's guest maps it), 1 in its 5.10.223 and 6.1.192, and 1 for 6.18 (not booted here).
 fn aarch64_vdso_pages(kernel: KernelVersion) -> u64 {
-    if kernel.since(6, 12) {
+    if kernel.since(6, 12) && !kernel.since(6, 13) {
         2
     } else {
         1
