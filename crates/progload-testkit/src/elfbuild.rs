@@ -532,40 +532,9 @@ fn put64(out: &mut [u8], at: usize, v: u64) {
 /// `int 0x80`: one R+X `PT_LOAD` of the whole 93-byte file. Linux with IA32 emulation runs it
 /// through `compat_binfmt_elf`.
 pub fn minimal_i386_exec() -> Vec<u8> {
-    const BASE: u32 = 0x0804_8000;
-    const CODE: u32 = 52 + 32;
     // xor ebx, ebx; mov eax, 1; int 0x80
     const EXIT0: [u8; 9] = [0x31, 0xdb, 0xb8, 0x01, 0x00, 0x00, 0x00, 0xcd, 0x80];
-    let size = CODE + EXIT0.len() as u32;
-    let mut f = Vec::with_capacity(size as usize);
-    f.extend_from_slice(&[
-        0x7f,
-        b'E',
-        b'L',
-        b'F',
-        ELFCLASS32,
-        ELFDATA2LSB,
-        EV_CURRENT,
-        0,
-    ]);
-    f.extend_from_slice(&[0; 8]);
-    f.extend_from_slice(&ET_EXEC.to_le_bytes());
-    f.extend_from_slice(&EM_386.to_le_bytes());
-    f.extend_from_slice(&1u32.to_le_bytes()); // e_version
-    f.extend_from_slice(&(BASE + CODE).to_le_bytes()); // e_entry
-    f.extend_from_slice(&52u32.to_le_bytes()); // e_phoff
-    f.extend_from_slice(&0u32.to_le_bytes()); // e_shoff
-    f.extend_from_slice(&0u32.to_le_bytes()); // e_flags
-    for v in [52u16, 32, 1, 40, 0, 0] {
-        // e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx
-        f.extend_from_slice(&v.to_le_bytes());
-    }
-    for v in [PT_LOAD, 0, BASE, BASE, size, size, PF_R | PF_X, 0x1000] {
-        // p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_flags, p_align
-        f.extend_from_slice(&v.to_le_bytes());
-    }
-    f.extend_from_slice(&EXIT0);
-    f
+    minimal_elf32_exec(EM_386, 0x0804_8000, 0, &EXIT0)
 }
 
 /// A minimal static AArch32 ELF32 `ET_EXEC` at `0x10000` with `e_flags` `flags`: one R+X
@@ -573,14 +542,19 @@ pub fn minimal_i386_exec() -> Vec<u8> {
 /// [`EF_ARM_EABI_VER5`] an arm64 kernel whose CPU runs AArch32 at EL0 takes it through
 /// `compat_binfmt_elf`; with 0 `compat_elf_check_arch()` refuses it.
 pub fn minimal_arm_exec(flags: u32) -> Vec<u8> {
-    const BASE: u32 = 0x1_0000;
-    const CODE: u32 = 52 + 32;
     const EXIT0: [u8; 12] = [
         0x01, 0x70, 0xa0, 0xe3, // mov r7, #1 (SYS_exit)
         0x00, 0x00, 0xa0, 0xe3, // mov r0, #0
         0x00, 0x00, 0x00, 0xef, // svc #0
     ];
-    let size = CODE + EXIT0.len() as u32;
+    minimal_elf32_exec(EM_ARM, 0x1_0000, flags, &EXIT0)
+}
+
+/// A static ELF32 `ET_EXEC` of `machine` loaded at `base`: the header, one R+X `PT_LOAD` of
+/// the whole file, then `code`, where `e_entry` points.
+fn minimal_elf32_exec(machine: u16, base: u32, flags: u32, code: &[u8]) -> Vec<u8> {
+    const CODE: u32 = 52 + 32;
+    let size = CODE + code.len() as u32;
     let mut f = Vec::with_capacity(size as usize);
     f.extend_from_slice(&[
         0x7f,
@@ -594,9 +568,9 @@ pub fn minimal_arm_exec(flags: u32) -> Vec<u8> {
     ]);
     f.extend_from_slice(&[0; 8]);
     f.extend_from_slice(&ET_EXEC.to_le_bytes());
-    f.extend_from_slice(&EM_ARM.to_le_bytes());
+    f.extend_from_slice(&machine.to_le_bytes());
     f.extend_from_slice(&1u32.to_le_bytes()); // e_version
-    f.extend_from_slice(&(BASE + CODE).to_le_bytes()); // e_entry
+    f.extend_from_slice(&(base + CODE).to_le_bytes()); // e_entry
     f.extend_from_slice(&52u32.to_le_bytes()); // e_phoff
     f.extend_from_slice(&0u32.to_le_bytes()); // e_shoff
     f.extend_from_slice(&flags.to_le_bytes()); // e_flags
@@ -604,11 +578,11 @@ pub fn minimal_arm_exec(flags: u32) -> Vec<u8> {
         // e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx
         f.extend_from_slice(&v.to_le_bytes());
     }
-    for v in [PT_LOAD, 0, BASE, BASE, size, size, PF_R | PF_X, 0x1000] {
+    for v in [PT_LOAD, 0, base, base, size, size, PF_R | PF_X, 0x1000] {
         // p_type, p_offset, p_vaddr, p_paddr, p_filesz, p_memsz, p_flags, p_align
         f.extend_from_slice(&v.to_le_bytes());
     }
-    f.extend_from_slice(&EXIT0);
+    f.extend_from_slice(code);
     f
 }
 
