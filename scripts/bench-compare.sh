@@ -23,15 +23,7 @@ bench_bins() {
     local tree="$1" target="$2"
     (cd "$tree" && CARGO_TARGET_DIR="$target" cargo build -q --release -p progload-cli >&2 &&
         CARGO_TARGET_DIR="$target" cargo bench -q -p progload-host --no-run --message-format=json 2>/dev/null) |
-        python3 -c '
-import json, sys
-for line in sys.stdin:
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["kind"] == ["bench"]:
-        print(m["executable"])'
+        python3 "$here/scripts/cargo-executables.py" bench
 }
 
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/progload/bench/$base"

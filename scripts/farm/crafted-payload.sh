@@ -25,16 +25,7 @@ bin="$(cd "$repo" && env "CARGO_TARGET_${tu}_LINKER=$cc" \
     "CARGO_TARGET_${tu}_RUSTFLAGS=-C target-feature=+crt-static" \
     cargo test -q --release -p progload-host --test crafted --no-run --target "$triple" \
     --message-format=json 2>/dev/null |
-    python3 -c '
-import json, sys
-for line in sys.stdin:
-    try:
-        m = json.loads(line)
-    except ValueError:
-        continue
-    if m.get("reason") == "compiler-artifact" and m.get("executable") and m["target"]["name"] == "crafted":
-        print(m["executable"])
-' | tail -n 1)"
+    python3 "$repo/scripts/cargo-executables.py" test crafted | tail -n 1)"
 [ -x "$bin" ] || { echo "crafted-payload: the $triple test binary did not build" >&2; exit 1; }
 cp "$bin" "$out/crafted"
 la="$out/load_address"
