@@ -188,6 +188,7 @@ pub fn hint(e: &Error, steps: &[Step], root: &str) -> String {
         Error::Script(ScriptProblem::Truncated) => "the #! line has no newline or blank within the first 256 bytes: the interpreter path would be cut; shorten it (e.g. #!/usr/bin/env NAME)".into(),
         Error::Script(_) => "the #! line names no interpreter".into(),
         Error::TooManyRewrites => "more than 5 interpreters in a row (#! or binfmt_misc): a script probably names itself or a chain of scripts as its interpreter".into(),
+        Error::LsmNameLookup(_) => "this kernel's TOMOYO module names the program by /dev/fd/N/PATH and refuses it when that reaches PATH_MAX (4096 bytes): use a shorter path relative to the directory descriptor, or an absolute one (fixed in 6.12, 6.1.113, 5.10.227)".into(),
         Error::PathInaccessible => "the script was opened through a close-on-exec file descriptor, which its interpreter cannot reopen: clear FD_CLOEXEC".into(),
         Error::ArgsTooBig { limit } => format!(
             "argv and envp together exceed {limit} bytes (a quarter of RLIMIT_STACK, at most 6 MiB, at least 128 KiB, minus 8 bytes per pointer): pass fewer or shorter arguments (xargs), trim the environment, or raise ulimit -s"

@@ -77,6 +77,9 @@ pub struct ProfileFile {
     personality: u32,
     credentials: CredentialsFile,
     cap_sys_rawio: bool,
+    /// Absent in files of progload before 0.2: false.
+    #[serde(default)]
+    tomoyo: bool,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -144,6 +147,7 @@ impl From<&Profile> for ProfileFile {
                 no_new_privs: p.credentials.no_new_privs,
             },
             cap_sys_rawio: p.cap_sys_rawio,
+            tomoyo: p.tomoyo,
         }
     }
 }
@@ -224,6 +228,7 @@ impl TryFrom<ProfileFile> for Profile {
                 no_new_privs: f.credentials.no_new_privs,
             },
             cap_sys_rawio: f.cap_sys_rawio,
+            tomoyo: f.tomoyo,
         })
     }
 }

@@ -33,6 +33,8 @@ fn presets_equal_the_profiles_captured_in_the_booted_kernels() {
         "aarch64-6.1",
         "aarch64-6.12",
         "riscv64-6.12",
+        "riscv64-6.12-sv39",
+        "riscv64-6.12-sv48",
         "x86_64-5.10",
         "x86_64-6.1",
         "x86_64-6.12",

@@ -155,7 +155,23 @@ pub fn host_profile() -> std::io::Result<Profile> {
         && status
             .capabilities("CapBnd")
             .contains(CapabilitySet::SYS_RAWIO);
+    p.tomoyo = tomoyo_active();
     Ok(p)
+}
+
+/// Whether TOMOYO is among the active security modules: /sys/kernel/security/lsm (securityfs,
+/// which systemd mounts), else an `lsm=` on the kernel command line, else not known: false.
+fn tomoyo_active() -> bool {
+    let listed = |list: &str| list.trim().split(',').any(|m| m == "tomoyo");
+    if let Ok(list) = fs::read_to_string("/sys/kernel/security/lsm") {
+        return listed(&list);
+    }
+    fs::read_to_string("/proc/cmdline")
+        .unwrap_or_default()
+        .split_whitespace()
+        .rev()
+        .find_map(|w| w.strip_prefix("lsm="))
+        .is_some_and(listed)
 }
 
 /// arm64's initial PSTATE: `PSR_SSBS_BIT` unless this task's Spectre-v4 mitigation is on
@@ -173,10 +189,8 @@ fn arm64_pstate() -> u64 {
     }
 }
 
-/// riscv64's paging mode, from the `mmu` line of /proc/cpuinfo: `TASK_SIZE` is half of the
-/// VA space (2^38 on sv39, 2^47 on sv48, 2^56 on sv57), and since 6.6 the stack top and
-/// `ELF_ET_DYN_BASE` derive from a window of at most 2^47 (`STACK_TOP_MAX` stays `TASK_SIZE`).
-fn riscv64_layout(mut p: Profile) -> Profile {
+/// riscv64's paging mode, from the `mmu` line of /proc/cpuinfo (sv39, sv48, sv57).
+fn riscv64_layout(p: Profile) -> Profile {
     let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let mmu = cpuinfo
         .lines()
@@ -187,12 +201,7 @@ fn riscv64_layout(mut p: Profile) -> Profile {
         Some("sv57") => 57,
         _ => 48,
     };
-    let window = 1u64 << (va_bits.min(48) - 1);
-    p.task_size = 1u64 << (va_bits - 1);
-    p.stack_top = window;
-    p.stack_top_max = p.task_size;
-    p.elf_et_dyn_base = window / 3 * 2;
-    p
+    p.with_riscv64_paging(va_bits)
 }
 
 fn credentials_in(status: &Status) -> Credentials {

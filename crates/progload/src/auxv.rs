@@ -166,7 +166,7 @@ pub fn build(profile: &Profile, inp: &AuxvInputs<'_>) -> Vec<(u64, u64)> {
     auxv.push((AT_PHENT, inp.phent));
     auxv.push((AT_PHNUM, u64::from(inp.phnum)));
     auxv.push((AT_BASE, inp.interp_base));
-    let flags = if inp.preserve_argv0 {
+    let flags = if inp.preserve_argv0 && profile.kernel.rules().at_flags_preserve_argv0 {
         AT_FLAGS_PRESERVE_ARGV0
     } else {
         0

@@ -55,17 +55,34 @@ pub fn compute(profile: &Profile, meta: &Metadata) -> NewCredentials {
     let old_caps = old.euid == 0 || old.uid == 0;
     let new_caps = euid == 0 || uid == 0;
     let gained = new_caps && !old_caps;
-    // The kernel downgrades euid/egid to the real ids only when an id changes (or capabilities
-    // are gained) under no_new_privs or an unprivileged tracer. no_new_privs already kept the
-    // set-id bits out above, so nothing changes and a caller's differing real and effective
-    // ids survive the exec (6.18, observed: tests/credentials.rs). A tracer is not modelled.
-    // AT_SECURE: an effective id differing from the old real one, or changed by the exec
-    // (a new egid counts as changed only if the caller was not already in that group:
-    // in_group_p(), i.e. the old egid or a supplementary group).
-    // (The capability rule, a non-root uid with euid 0, is a case of the first.)
+    // `is_setid`: an effective id differing from the old real one. (The capability rule of
+    // AT_SECURE, a non-root uid with euid 0, is a case of it.)
     let is_setid = euid != old.uid || egid != old.gid;
-    let changed = euid != old.euid || (egid != old.egid && !old.groups.contains(&egid));
-    let secureexec = is_setid || changed;
+    // handle_privileged_root() decides the effective capabilities from the euid before any
+    // downgrade: a new euid 0 has them all (from the bounding set), another euid none,
+    // whatever the downgrade below makes of the ids (observed on 5.10.262: uid 1000 with
+    // euid 0 under no_new_privs runs as euid 1000 and may still map page 0).
+    let effective_caps = euid == 0;
+    let secureexec = if profile.kernel.rules().exec_id_changed_from_effective {
+        // 6.17: the downgrade to the real ids under no_new_privs (or an unprivileged tracer,
+        // not modelled) applies when the exec changes an id: a new euid, or an egid the
+        // caller is not already in (in_group_p(): the old egid or a supplementary group).
+        // no_new_privs already kept the set-id bits out above, so nothing changes and a
+        // caller's differing real and effective ids survive the exec (observed on 6.18:
+        // tests/credentials.rs). AT_SECURE: such a change, or is_setid.
+        let changed = euid != old.euid || (egid != old.egid && !old.groups.contains(&egid));
+        is_setid || changed
+    } else {
+        // Before: the downgrade applies whenever is_setid, so under no_new_privs a caller
+        // whose effective ids differ from its real ones gets the real ones (observed on
+        // 5.10, 6.1 and 6.12 in the kernel farm); AT_SECURE is is_setid as computed before
+        // the downgrade.
+        if old.no_new_privs && is_setid {
+            euid = uid;
+            egid = gid;
+        }
+        is_setid
+    };
     NewCredentials {
         uid,
         euid,
@@ -80,6 +97,6 @@ pub fn compute(profile: &Profile, meta: &Metadata) -> NewCredentials {
         no_new_privs: old.no_new_privs,
         // The segments are mapped after commit_creds(): the new effective capabilities
         // decide, which a new euid 0 takes from the bounding set (handle_privileged_root()).
-        cap_sys_rawio: euid == 0 && profile.cap_sys_rawio,
+        cap_sys_rawio: effective_caps && profile.cap_sys_rawio,
     }
 }

@@ -198,6 +198,11 @@ pub enum Error {
     /// A script or binfmt_misc rule met a close-on-exec file descriptor path (`/dev/fd/N`).
     #[error("the script is only reachable through a close-on-exec file descriptor")]
     PathInaccessible,
+    /// TOMOYO could not look up `bprm->filename` (the `/dev/fd/N/PATH` of an execveat with a
+    /// directory descriptor, at least `PATH_MAX` long) and refused the exec (ENOENT, before
+    /// 6.12, 6.1.113 and 5.10.227).
+    #[error("the security module TOMOYO cannot look up the exec's name {0} (PATH_MAX or longer)")]
+    LsmNameLookup(Bytes),
     /// The `#!` line is malformed.
     #[error("bad #! line: {0}")]
     Script(ScriptProblem),
@@ -373,7 +378,7 @@ impl Error {
             | Error::InterpNotTerminated
             | Error::SecondExecFd => Errno::ENOEXEC,
             Error::TooManyRewrites => Errno::ELOOP,
-            Error::PathInaccessible => Errno::ENOENT,
+            Error::PathInaccessible | Error::LsmNameLookup(_) => Errno::ENOENT,
             Error::InterpShort { .. } | Error::InterpHeaderShort(_) => Errno::EIO,
             Error::InterpBad { .. } => Errno::ELIBBAD,
             Error::ArgTooLong { .. } | Error::ArgsTooBig { .. } => Errno::E2BIG,
@@ -412,6 +417,7 @@ impl Error {
             | Error::UnknownFormat
             | Error::TooManyRewrites
             | Error::PathInaccessible
+            | Error::LsmNameLookup(_)
             | Error::Script(_)
             | Error::ElfType(_)
             | Error::CompatElf { .. }

@@ -338,14 +338,17 @@ struct NewExec {
 
 /// `begin_new_exec()` and `SET_PERSONALITY()`: the new credentials from the file with `meta`,
 /// the personality (`PER_CLEAR_ON_SETID` cleared for a privileged exec; `READ_IMPLIES_EXEC`
-/// cleared for a 64-bit ELF), the stack rlimit and randomization.
+/// cleared for a 64-bit ELF where `SET_PERSONALITY()` does it), the stack rlimit and
+/// randomization.
 fn begin_new_exec(profile: &Profile, meta: &crate::fs::Metadata) -> NewExec {
     let creds = creds::compute(profile, meta);
     let mut personality = profile.personality;
     if creds.privileged {
         personality &= !PER_CLEAR_ON_SETID;
     }
-    personality &= !READ_IMPLIES_EXEC;
+    if profile.arch.spec().clears_read_implies_exec {
+        personality &= !READ_IMPLIES_EXEC;
+    }
     let mut rlimit = profile.stack_rlimit;
     if creds.secureexec {
         rlimit = Some(rlimit.unwrap_or(u64::MAX).min(stack::STK_LIM));
@@ -399,6 +402,17 @@ fn plan_inner<F: FileSystem + ?Sized>(
         Some(s) => s,
         None => count()?,
     };
+
+    // search_binary_handler()'s first security_bprm_check(): TOMOYO looks up bprm->filename
+    // (kern_path, so getname_kernel()'s PATH_MAX applies) and, before its realpath fallback,
+    // refuses the exec when that fails. A `/dev/fd/N/...` name that does not resolve in the
+    // caller's /dev and /proc (a root without them) is not modelled.
+    if profile.tomoyo
+        && !profile.kernel.rules().tomoyo_realpath_fallback
+        && program.execfn.len() >= resolve::PATH_MAX
+    {
+        return Err(Error::LsmNameLookup(Bytes(program.execfn.clone())));
+    }
 
     let handled = binfmt::search(
         fs,

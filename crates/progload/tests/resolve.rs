@@ -182,3 +182,58 @@ fn execveat_forms() {
         Err(Errno::ENOENT)
     );
 }
+
+/// TOMOYO before its realpath fallback (5.10.227, 6.1.113, 6.12) refuses an execveat whose
+/// `/dev/fd/N/PATH` reaches PATH_MAX (ENOENT), after the open succeeded; with the fallback,
+/// or without TOMOYO, the exec goes on. (The kernel farm's crafted `pathmax` cases are the
+/// oracle: 5.10.223 refuses, 5.10.262 and 6.1.192 run it.)
+#[test]
+fn tomoyo_refuses_a_dev_fd_name_of_path_max() {
+    use progload_testkit::elfbuild::{Arch, ET_EXEC};
+    // "/dev/fd/5/" is 10 bytes: a relative path of 4086 makes the name 4096 long.
+    let mut rel = Vec::new();
+    while rel.len() + 201 < 4086 {
+        rel.extend(std::iter::repeat_n(b'd', 200));
+        rel.push(b'/');
+    }
+    let last = 4086 - rel.len();
+    let mut shorter = rel.clone();
+    rel.extend(std::iter::repeat_n(b'p', last));
+    shorter.extend(std::iter::repeat_n(b'q', last - 1));
+    assert_eq!((rel.len(), shorter.len()), (4086, 4085));
+    let run = |preset: &str, tomoyo: bool, path: &[u8]| {
+        let mut p = Profile::preset(preset).unwrap();
+        p.tomoyo = tomoyo;
+        let arch = if p.arch == progload::arch::Arch::Aarch64 {
+            Arch::Aarch64
+        } else {
+            Arch::X86_64
+        };
+        let elf = ElfBuilder::minimal(ET_EXEC, arch.e_machine(), 0x40_0000, arch.exit0()).build();
+        let mut fs = MemFs::new();
+        for file in [&rel, &shorter] {
+            let mut abs = b"/".to_vec();
+            abs.extend_from_slice(file);
+            fs.add_file(&abs, 0o755, elf.clone());
+        }
+        let mut req = LoadRequest::new("", vec![b"x".to_vec()], vec![]);
+        req.executable = Executable::At {
+            fd: 5,
+            dir: DirPath::root(fs.root()),
+            path: path.to_vec(),
+            cloexec: false,
+        };
+        plan(&fs, &p, &req, &mut SeededRng::new(0))
+            .map(|_| ())
+            .map_err(|e| e.errno())
+    };
+    assert_eq!(run("aarch64-5.10", true, &rel), Err(Errno::ENOENT));
+    assert_eq!(run("aarch64-5.10", true, &shorter), Ok(()));
+    assert_eq!(run("aarch64-5.10", false, &rel), Ok(()));
+    assert_eq!(run("x86_64-5.10", true, &rel), Ok(()));
+    assert_eq!(run("x86_64-6.1", true, &rel), Ok(()));
+    // An absolute path is the name itself.
+    let mut abs = b"/".to_vec();
+    abs.extend_from_slice(&rel);
+    assert_eq!(run("aarch64-5.10", true, &abs), Ok(()));
+}

@@ -50,6 +50,14 @@ pub struct ArchSpec {
     /// Whether an unlimited RLIMIT_STACK selects the legacy bottom-up layout (generic
     /// `mmap_is_legacy`; x86 does not).
     pub legacy_on_unlimited_stack: bool,
+    /// Whether `SET_PERSONALITY()` clears `READ_IMPLIES_EXEC` for a native ELF (x86_64 and
+    /// arm64 do; riscv64 keeps the generic `set_personality()`, so a caller's
+    /// `READ_IMPLIES_EXEC` stays: observed in the riscv64 6.12 guest of the kernel farm).
+    pub clears_read_implies_exec: bool,
+    /// Whether `VM_DATA_DEFAULT_FLAGS` follows `READ_IMPLIES_EXEC` (`VM_DATA_FLAGS_TSK_EXEC`:
+    /// x86, arm64), so that a bss mapped by `vm_brk_flags()` becomes executable with it;
+    /// riscv64 uses `VM_DATA_FLAGS_NON_EXEC`.
+    pub data_exec_follows_personality: bool,
     /// Whether the kernel parses PT_GNU_PROPERTY (`CONFIG_ARCH_USE_GNU_PROPERTY`).
     pub parses_gnu_property: bool,
     /// Whether `elf_check_arch()` also requires `EI_CLASS` to be ELFCLASS64 (riscv, since its

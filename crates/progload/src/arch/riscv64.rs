@@ -2,19 +2,13 @@
 //!
 //! The VA mode (sv39, sv48, sv57) is picked at boot from what the hardware offers; since 6.6
 //! ("riscv: mm: Restrict address space for sv39,sv48,sv57") `STACK_TOP` and `ELF_ET_DYN_BASE`
-//! derive from `DEFAULT_MAP_WINDOW`, at most 2^47, so sv48 and sv57 machines share one layout.
+//! derive from `DEFAULT_MAP_WINDOW`, at most 2^47, so sv48 and sv57 machines share one
+//! layout but for `TASK_SIZE` (`Profile::with_riscv64_paging`).
 
 use super::{AlignStack, ArchSpec};
 
 /// `EM_RISCV`.
 pub const EM_RISCV: u16 = 243;
-/// `DEFAULT_MAP_WINDOW` = `STACK_TOP` on sv48 and sv57 (6.6 on): 2^47.
-pub const DEFAULT_MAP_WINDOW_SV48: u64 = 1 << 47;
-/// `TASK_SIZE` on sv57: 2^56 (`STACK_TOP_MAX` too).
-pub const TASK_SIZE_SV57: u64 = 1 << 56;
-/// `DEFAULT_MAP_WINDOW` = `STACK_TOP` on sv39: 2^38.
-pub const DEFAULT_MAP_WINDOW_SV39: u64 = 1 << 38;
-
 /// `AT_L1I_CACHESIZE`; the cache entries run to `AT_L3_CACHEGEOMETRY` (47) in pairs of size
 /// and geometry (`ways << 16 | line size`).
 pub const AT_L1I_CACHESIZE: u64 = 40;
@@ -34,6 +28,8 @@ pub const SPEC: ArchSpec = ArchSpec {
     // 6.12 on ("riscv: Randomize lower bits of stack address"); identity before.
     align_stack: AlignStack::BelowPage,
     legacy_on_unlimited_stack: true,
+    clears_read_implies_exec: false,
+    data_exec_follows_personality: false,
     parses_gnu_property: false,
     checks_class: true,
     hwcap2: false,

@@ -28,6 +28,8 @@ pub const SPEC: ArchSpec = ArchSpec {
     legacy_on_unlimited_stack: false,
     checks_class: false,
     hwcap2: true,
+    clears_read_implies_exec: true,
+    data_exec_follows_personality: true,
     parses_gnu_property: false,
     platform: "x86_64",
 };

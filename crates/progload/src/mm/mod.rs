@@ -18,7 +18,7 @@ pub use vmas::{Backing, Search, Vma, Vmas, HUGE_SIZE};
 use crate::errno::Errno;
 use crate::fs::Metadata;
 use crate::profile::rules::ExecRules;
-use crate::profile::{Profile, ADDR_COMPAT_LAYOUT};
+use crate::profile::{Profile, ADDR_COMPAT_LAYOUT, READ_IMPLIES_EXEC};
 use crate::prot::Prot;
 
 /// `ELF_PAGESTART`: `v` rounded down to a page.
@@ -103,6 +103,9 @@ pub struct Mm<'a, N> {
     pub mmap_base: u64,
     /// The new credentials' CAP_SYS_RAWIO (mappings below `mmap_min_addr`).
     rawio: bool,
+    /// The new personality's `READ_IMPLIES_EXEC` (set by [`Mm::pick_layout`]): `do_mmap()`
+    /// adds `PROT_EXEC` to a readable mapping.
+    read_implies_exec: bool,
 }
 
 impl<'a, N: Clone> Mm<'a, N> {
@@ -131,6 +134,7 @@ impl<'a, N: Clone> Mm<'a, N> {
             legacy_base: 0,
             mmap_base: 0,
             rawio,
+            read_implies_exec: false,
         }
     }
 
@@ -166,6 +170,7 @@ impl<'a, N: Clone> Mm<'a, N> {
     /// top-down below `mmap_base`, which keeps a gap for the stack of the stack rlimit (`None`:
     /// unlimited), clamped to 128 MiB ..= 5/6 of the stack top.
     pub fn pick_layout(&mut self, personality: u32, rlimit: Option<u64>) {
+        self.read_implies_exec = personality & READ_IMPLIES_EXEC != 0;
         let profile = self.profile;
         let page = self.page;
         let spec = profile.arch.spec();
@@ -340,6 +345,14 @@ impl<'a, N: Clone> Mm<'a, N> {
         if noreplace && self.vmas.overlaps(addr, end) {
             return Err(MapError::Exists);
         }
+        // READ_IMPLIES_EXEC: a readable mapping becomes executable, unless the file is on a
+        // noexec mount.
+        let noexec = self.files.get(file).is_some_and(|f| f.meta.noexec);
+        let prot = if self.read_implies_exec && prot.contains(Prot::READ) && !noexec {
+            prot | Prot::EXEC
+        } else {
+            prot
+        };
         self.map_fixed(Vma {
             start: addr,
             end,
@@ -420,6 +433,10 @@ impl<'a, N: Clone> Mm<'a, N> {
         if start < self.profile.mmap_min_addr && !self.rawio {
             return Err(MapError::BelowMinAddr);
         }
+        // VM_DATA_DEFAULT_FLAGS: executable with READ_IMPLIES_EXEC where it follows the
+        // personality.
+        let exec = exec
+            || (self.read_implies_exec && self.profile.arch.spec().data_exec_follows_personality);
         self.map_fixed(Vma {
             start,
             end,

@@ -164,6 +164,11 @@ pub struct Profile {
     /// `mmap_min_addr` when its effective uid is 0 (file and ambient capabilities are not
     /// modelled).
     pub cap_sys_rawio: bool,
+    /// The TOMOYO security module is active (`tomoyo` in /sys/kernel/security/lsm; Debian
+    /// and Ubuntu kernels enable it beside AppArmor even with no policy loaded). Before
+    /// [`ExecRules::tomoyo_realpath_fallback`](rules::ExecRules::tomoyo_realpath_fallback)
+    /// it refuses with ENOENT an exec whose `bprm->filename` it cannot look up.
+    pub tomoyo: bool,
 }
 
 impl Profile {

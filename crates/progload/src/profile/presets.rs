@@ -45,7 +45,29 @@ pub const PRESETS: &[(&str, Arch, KernelVersion)] = &[
         Arch::Riscv64,
         KernelVersion::new(6, 12, 118),
     ),
+    (
+        "riscv64-6.12-sv48",
+        Arch::Riscv64,
+        KernelVersion::new(6, 12, 118),
+    ),
+    (
+        "riscv64-6.12-sv39",
+        Arch::Riscv64,
+        KernelVersion::new(6, 12, 118),
+    ),
 ];
+
+/// The riscv64 paging mode a preset name asks for (`riscv64-6.12-sv39`), in VA bits: sv57
+/// (qemu's default) unless the name ends in `-sv39` or `-sv48`.
+fn riscv64_va_bits(name: &str) -> u32 {
+    if name.ends_with("-sv39") {
+        39
+    } else if name.ends_with("-sv48") {
+        48
+    } else {
+        57
+    }
+}
 
 /// Names that stand for another preset: the bare architecture is its newest kernel.
 const ALIASES: &[(&str, &str)] = &[
@@ -143,6 +165,8 @@ impl Profile {
             personality: 0,
             credentials: Credentials::root(),
             cap_sys_rawio: true,
+            // Debian's CONFIG_LSM lists tomoyo, which stacks beside AppArmor.
+            tomoyo: true,
         }
     }
 
@@ -191,19 +215,19 @@ impl Profile {
             personality: 0,
             credentials: Credentials::root(),
             cap_sys_rawio: true,
+            // Debian's CONFIG_LSM lists tomoyo, which stacks beside AppArmor.
+            tomoyo: true,
         }
     }
 
     /// Linux `kernel` (6.6 or later) on RISC-V 64 with 4 KiB pages, sv57 paging (what qemu
-    /// offers; sv48 has the same layout but for `TASK_SIZE` 2^47) and
-    /// Debian's configuration: 8 MiB stack, randomization on, root, a 2-page placeholder vDSO
+    /// offers; [`Profile::with_riscv64_paging`] sets another mode) and Debian's configuration: 8 MiB stack, randomization on, root, a 2-page placeholder vDSO
     /// image below a `[vvar]` of 2 pages (4 from 6.15), the cache entries of a machine that
     /// describes no caches (all 0, as under qemu), and the hwcaps of an RV64IMAFDC CPU.
     /// Since 6.6 ("riscv: mm: Restrict address space for sv39,sv48,sv57") the stack top and
     /// `ELF_ET_DYN_BASE` derive from a 2^47 window, and the legacy base from 2^39.
     pub fn linux_riscv64(kernel: KernelVersion) -> Self {
         let page = 4096;
-        let window = riscv64::DEFAULT_MAP_WINDOW_SV48;
         let vvar = if kernel.since(6, 15) { 4 } else { 2 };
         let caches = (riscv64::AT_L1I_CACHESIZE..=riscv64::AT_L3_CACHEGEOMETRY)
             .map(|t| (t, 0))
@@ -212,10 +236,11 @@ impl Profile {
             arch: Arch::Riscv64,
             kernel,
             page_size: page,
-            task_size: riscv64::TASK_SIZE_SV57,
-            stack_top: window,
-            stack_top_max: riscv64::TASK_SIZE_SV57,
-            elf_et_dyn_base: riscv64::DEFAULT_MAP_WINDOW_SV48 / 3 * 2,
+            // with_riscv64_paging() below sets the four of them.
+            task_size: 0,
+            stack_top: 0,
+            stack_top_max: 0,
+            elf_et_dyn_base: 0,
             task_unmapped_base: ((1u64 << 39) / 3).next_multiple_of(page),
             hwcap: 0x112d,
             hwcap2: 0,
@@ -240,7 +265,33 @@ impl Profile {
             personality: 0,
             credentials: Credentials::root(),
             cap_sys_rawio: true,
+            // Debian's CONFIG_LSM lists tomoyo, which stacks beside AppArmor.
+            tomoyo: true,
         }
+        .with_riscv64_paging(57)
+    }
+
+    /// This riscv64 profile with the layout of a paging mode, given as VA bits (39, 48 or 57;
+    /// the mode the kernel picked at boot, `mmu` in /proc/cpuinfo): `TASK_SIZE` (and
+    /// `STACK_TOP_MAX`) is half the VA space, 2^38, 2^47 or 2^56
+    /// (`PGDIR_SIZE * PTRS_PER_PGD / 2`), while since 6.6 ("riscv: mm: Restrict address space
+    /// for sv39,sv48,sv57") the stack top and `ELF_ET_DYN_BASE` (2/3 of it) derive from
+    /// `DEFAULT_MAP_WINDOW`, which is capped at sv48's 2^47. Other values count as sv48.
+    #[must_use]
+    pub fn with_riscv64_paging(mut self, va_bits: u32) -> Self {
+        // 2^(bits-1) for the task size, 2^(min(bits, 48)-1) for the window.
+        const SV39: u64 = 1 << 38;
+        const SV48: u64 = 1 << 47;
+        let (task_size, window, et_dyn_base) = match va_bits {
+            39 => (SV39, SV39, SV39 / 3 * 2),
+            57 => (1 << 56, SV48, SV48 / 3 * 2),
+            _ => (SV48, SV48, SV48 / 3 * 2),
+        };
+        self.task_size = task_size;
+        self.stack_top = window;
+        self.stack_top_max = task_size;
+        self.elf_et_dyn_base = et_dyn_base;
+        self
     }
 
     /// A preset by name: one of [`PRESETS`] (`x86_64-6.1`, `aarch64-6.12`, ...), or an alias:
@@ -254,7 +305,7 @@ impl Profile {
         Some(match arch {
             Arch::X86_64 => Self::linux_x86_64(kernel),
             Arch::Aarch64 => Self::linux_aarch64(kernel),
-            Arch::Riscv64 => Self::linux_riscv64(kernel),
+            Arch::Riscv64 => Self::linux_riscv64(kernel).with_riscv64_paging(riscv64_va_bits(name)),
         })
     }
 

@@ -95,6 +95,24 @@ pub struct ExecRules {
     /// 5.15, riscv's `STACK_RND_MASK` became `0x3ffff` (1 GiB of stack-top randomization);
     /// before, the generic `0x7ff` (8 MiB).
     pub riscv_stack_rnd_1g: bool,
+    /// 5.12, "binfmt_misc: pass binfmt_misc flags to the interpreter" (5.10.225): `AT_FLAGS`
+    /// is `AT_FLAGS_PRESERVE_ARGV0` when the binfmt_misc rule that matched has `P`; before,
+    /// always 0.
+    pub at_flags_preserve_argv0: bool,
+    /// 6.17, "exec: Correct the permission check for unsafe exec" (337490f0007f; not back-ported,
+    /// the farm's 6.12.118 has the old rule, this machine's 6.18 the new one):
+    /// `cap_bprm_creds_from_file()` downgrades an unsafe exec (no_new_privs) to the real ids
+    /// when it changes an id (a new euid, an egid the caller is not in) and AT_SECURE also
+    /// counts such a change; before, when the new effective ids differed from the old real
+    /// ones (`__is_setuid()`/`__is_setgid()`), which alone set AT_SECURE.
+    pub exec_id_changed_from_effective: bool,
+    /// 6.12, "tomoyo: fallback to realpath if symlink's pathname does not exist" (5.10.227,
+    /// 6.1.113; other stable lines: from their first release after October 2024, not pinned
+    /// here): TOMOYO's first `bprm_check_security` names the program by the file when the
+    /// lookup of `bprm->filename` fails; before, it failed the exec with ENOENT, which an
+    /// `execveat(dirfd, relative path)` meets when `/dev/fd/N/PATH` reaches `PATH_MAX`
+    /// (observed on 5.10.223 in the kernel farm).
+    pub tomoyo_realpath_fallback: bool,
     /// 6.17, "binfmt_elf: remove the 4k limitation of program header size": a program header
     /// table may fill up to 64 KiB; before, at most `ELF_MIN_ALIGN` (a page).
     pub phdrs_beyond_a_page: bool,
@@ -126,6 +144,9 @@ impl KernelVersion {
             riscv_align_stack: self.since(6, 12),
             riscv_stack_rnd_1g: self.since(5, 15),
             phdrs_beyond_a_page: self.since(6, 17),
+            exec_id_changed_from_effective: self.since(6, 17),
+            at_flags_preserve_argv0: self.has(5, 12, &[(5, 10, 225)]),
+            tomoyo_realpath_fallback: self.has(6, 12, &[(5, 10, 227), (6, 1, 113)]),
         }
     }
 }
@@ -159,6 +180,13 @@ mod tests {
         pin(|r| r.riscv_at_minsigstksz, k(6, 4, 16), k(6, 5, 0));
         pin(|r| r.riscv_align_stack, k(6, 11, 11), k(6, 12, 0));
         pin(|r| r.riscv_stack_rnd_1g, k(5, 14, 21), k(5, 15, 0));
+        pin(
+            |r| r.exec_id_changed_from_effective,
+            k(6, 16, 12),
+            k(6, 17, 0),
+        );
+        pin(|r| r.tomoyo_realpath_fallback, k(6, 11, 11), k(6, 12, 0));
+        pin(|r| r.at_flags_preserve_argv0, k(5, 11, 22), k(5, 12, 0));
     }
 
     #[test]
@@ -175,6 +203,11 @@ mod tests {
             k(5, 15, 33),
         );
         pin(|r| r.x86_brk_1g, k(5, 10, 224), k(5, 10, 225));
+        pin(|r| r.tomoyo_realpath_fallback, k(5, 10, 226), k(5, 10, 227));
+        pin(|r| r.at_flags_preserve_argv0, k(5, 10, 224), k(5, 10, 225));
+        pin(|r| r.tomoyo_realpath_fallback, k(6, 1, 112), k(6, 1, 113));
+        // The farm's 6.12.118 computes the credentials the old way.
+        assert!(!k(6, 12, 118).rules().exec_id_changed_from_effective);
         pin(|r| r.x86_brk_1g, k(6, 1, 106), k(6, 1, 107));
         pin(|r| r.brk_gap, k(6, 1, 139), k(6, 1, 140));
         pin(|r| r.elf_load_program, k(6, 1, 139), k(6, 1, 140));
@@ -222,6 +255,9 @@ mod tests {
                 riscv_align_stack: true,
                 riscv_stack_rnd_1g: true,
                 phdrs_beyond_a_page: true,
+                exec_id_changed_from_effective: true,
+                tomoyo_realpath_fallback: true,
+                at_flags_preserve_argv0: true,
             }
         );
     }
