@@ -704,6 +704,37 @@ def boot_image(lock):
     return img
 
 
+def modules(lock):
+    """The kernel modules the guests load (Debian builds binfmt_misc as a module), unpacked
+    from the kernel .deb once and decompressed: {name: path} in the kernel's cache dir."""
+    kd = kernel_dir(lock)
+    md = os.path.join(kd, "modules")
+    wanted = {"binfmt_misc": "kernel/fs/binfmt_misc.ko"}
+    if not os.path.isdir(md):
+        deb = deb_path(lock["kernel"])
+        if not os.path.exists(deb):
+            die(f"{deb} missing: run kernels.sh fetch {lock['kernel_name']}")
+        tmp = md + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(tmp)
+        tf = deb_data_tar(deb)
+        for m in tf:
+            p = norm(m.name)
+            for name, rel in wanted.items():
+                mm = re.match(r"(usr/)?lib/modules/[^/]+/" + re.escape(rel) + r"(\.xz|\.zst)?$", p)
+                if mm and m.isfile():
+                    with tf.extractfile(m) as src:
+                        data = src.read()
+                    if mm.group(2) == ".xz":
+                        data = lzma.decompress(data)
+                    elif mm.group(2) == ".zst":
+                        data = subprocess.run(["zstd", "-dc"], input=data, capture_output=True, check=True).stdout
+                    with open(os.path.join(tmp, name + ".ko"), "wb") as f:
+                        f.write(data)
+        os.replace(tmp, md)
+    return {n[:-3]: os.path.join(md, n) for n in sorted(os.listdir(md))}
+
+
 def unpack_image(data, kd):
     if data[:2] == b"\x1f\x8b":
         return gzip.decompress(data)
@@ -804,6 +835,8 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export HOME=/root TERM=dumb LANG=C SHELL=/bin/sh USER=root LOGNAME=root
 $B mount -t proc proc /proc
 $B mount -t sysfs sysfs /sys
+$B mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+for m in /modules/*.ko; do [ -e "$m" ] && $B insmod "$m" 2>/dev/null; done
 $B mount -t devtmpfs devtmpfs /dev 2>/dev/null
 $B mkdir -p /dev/pts /dev/shm
 $B mount -t devpts devpts /dev/pts
@@ -868,9 +901,13 @@ def qemu_cmd(lock, image, initrd, append_extra):
     return cmd + common + extra + ["-append", append]
 
 
-def build_initrd(path, root, payload_dir, init_text):
-    """One newc cpio: the staging dir, /dev/console and /dev/null, /init, PAYLOAD_DIR as /payload."""
+def build_initrd(path, root, payload_dir, init_text, mods=None):
+    """One newc cpio: the staging dir, /dev/console and /dev/null, /init, PAYLOAD_DIR as /payload,
+    the modules MODS ({name: path}) as /modules/NAME.ko."""
     def fill(c):
+        c.add("modules", stat.S_IFDIR | 0o755)
+        for name, mp in (mods or {}).items():
+            c.add(f"modules/{name}.ko", stat.S_IFREG | 0o644, open(mp, "rb").read())
         c.add_tree(root)
         c.add("dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
         c.add("dev/null", stat.S_IFCHR | 0o666, rdev=(1, 3))
@@ -899,7 +936,7 @@ def cmd_run(kernel, payload_dir, out_dir):
     try:
         t0 = time.time()
         initrd = os.path.join(tmpd, "initrd")
-        build_initrd(initrd, root, payload_dir, init)
+        build_initrd(initrd, root, payload_dir, init, modules(lock))
         t_initrd = time.time() - t0
         initrd_bytes = os.path.getsize(initrd)
         cmd = qemu_cmd(lock, image, initrd, os.environ.get("FARM_APPEND", ""))

@@ -1,10 +1,15 @@
 #!/usr/bin/env bash
-# Builds a kernel-farm payload that runs the crafted corpus (crates/progload-host/tests/crafted.rs)
-# in a guest of ARCH: the static test binary as `crafted`, the six load_address programs of the
-# selftest family (built with the cross gcc) and run.sh.
+# Builds the kernel-oracle tests as a kernel-farm payload for a guest of ARCH:
+#   - the static test binaries of crates/progload-host/tests/{crafted,credentials,personality,
+#     misc}.rs (misc: binfmt_misc rules registered with the guest's kernel);
+#   - the testkit's programs (crates/progload-testkit/src/progs.rs, built with the cross gcc by
+#     the build_testprogs example) in testprogs/, which the tests take with
+#     PROGLOAD_TESTPROGS_PREBUILT;
+#   - the six load_address programs of the crafted selftest family in load_address/;
+#   - run.sh, which runs them all (outputs OUT/TEST.txt).
 #
-#   crafted-payload.sh ARCH PAYLOAD_DIR      ARCH: x86_64, aarch64 or riscv64
-#   kernels.sh run KERNEL PAYLOAD_DIR OUT    then OUT/crafted.txt is the test's output
+#   oracle-payload.sh ARCH PAYLOAD_DIR      ARCH: x86_64, aarch64 or riscv64
+#   kernels.sh run KERNEL PAYLOAD_DIR OUT    then OUT/crafted.txt, OUT/credentials.txt, ...
 #
 # Debian's riscv64 cross glibc has no rcrt1.o (no -static-pie), so the riscv64 static-PIE
 # programs are linked without libc (-nostdlib -pie --no-dynamic-linker, with a _start that
@@ -17,19 +22,31 @@ case "$arch" in
     x86_64) triple=x86_64-unknown-linux-gnu cc=gcc ;;
     aarch64) triple=aarch64-unknown-linux-gnu cc=aarch64-linux-gnu-gcc ;;
     riscv64) triple=riscv64gc-unknown-linux-gnu cc=riscv64-linux-gnu-gcc ;;
-    *) echo "crafted-payload: unknown ARCH $arch" >&2; exit 2 ;;
+    *) echo "oracle-payload: unknown ARCH $arch" >&2; exit 2 ;;
 esac
+tests=(crafted credentials personality misc)
 tu="$(echo "$triple" | tr 'a-z-' 'A-Z_')"
-mkdir -p "$out/load_address"
-bin="$(cd "$repo" && env "CARGO_TARGET_${tu}_LINKER=$cc" \
+mkdir -p "$out/load_address" "$out/testprogs"
+args=()
+for t in "${tests[@]}"; do args+=(--test "$t"); done
+json="$out/.cargo-messages.json"
+(cd "$repo" && env "CARGO_TARGET_${tu}_LINKER=$cc" \
     "CARGO_TARGET_${tu}_RUSTFLAGS=-C target-feature=+crt-static" \
-    cargo test -q --release -p progload-host --test crafted --no-run --target "$triple" \
-    --message-format=json 2>/dev/null |
-    python3 "$repo/scripts/cargo-executables.py" test crafted | tail -n 1)"
-[ -x "$bin" ] || { echo "crafted-payload: the $triple test binary did not build" >&2; exit 1; }
-cp "$bin" "$out/crafted"
+    cargo test -q --release -p progload-host "${args[@]}" --no-run --target "$triple" \
+    --message-format=json 2>/dev/null >"$json") || true
+for t in "${tests[@]}"; do
+    bin="$(python3 "$repo/scripts/cargo-executables.py" test "$t" <"$json" | tail -n 1)"
+    [ -x "$bin" ] || { echo "oracle-payload: the $triple test binary $t did not build" >&2; exit 1; }
+    cp "$bin" "$out/$t"
+done
+rm -f "$json"
+
+# The testkit's programs, with the same recipes as on the host but the cross gcc. The x86
+# assembler program and riscv64's static PIE do not build for every ARCH.
+tp="$(cd "$out/testprogs" && pwd)"
+(cd "$repo" && PROGLOAD_TESTPROGS_CC="$cc" PROGLOAD_TESTPROGS_DIR="$tp" \
+    cargo run -q -p progload-testkit --example build_testprogs -- pie no-pie static pie-execstack big-bss >&2)
 la="$out/load_address"
-echo 'int main(void) { return 0; }' >"$la/load_address.c"
 cat >"$la/start.c" <<'C'
 int main(void) { return 0; }
 void _start(void)
@@ -41,6 +58,12 @@ void _start(void)
         ;
 }
 C
+if [ "$arch" = riscv64 ]; then
+    "$cc" -O1 -fPIE -pie -nostdlib -Wl,--no-dynamic-linker -o "$tp/static-pie" "$la/start.c"
+fi
+[ -x "$tp/static-pie" ] || { echo "oracle-payload: no static-pie for $arch" >&2; exit 1; }
+
+echo 'int main(void) { return 0; }' >"$la/load_address.c"
 for align in 0x1000 0x200000 0x1000000; do
     "$cc" -O1 -fPIE -pie -Wl,-z,max-page-size="$align" -o "$la/load_address.pie.$align" "$la/load_address.c"
     if [ "$arch" = riscv64 ]; then
@@ -53,8 +76,14 @@ for align in 0x1000 0x200000 0x1000000; do
 done
 cat >"$out/run.sh" <<'SH'
 #!/bin/sh
-cd /tmp && PROGLOAD_LOAD_ADDRESS_DIR=/payload/load_address /payload/crafted --test-threads 1 --nocapture >"$OUT/crafted.txt" 2>&1
-echo "rc=$?" >>"$OUT/crafted.txt"
+# The tests read /usr/bin/true; bullseye's coreutils installs /bin/true only.
+[ -e /usr/bin/true ] || cp /bin/true /usr/bin/true
+for t in crafted credentials personality misc; do
+    (cd /tmp && PROGLOAD_LOAD_ADDRESS_DIR=/payload/load_address \
+        PROGLOAD_TESTPROGS_DIR=/payload/testprogs PROGLOAD_TESTPROGS_PREBUILT=1 \
+        "/payload/$t" --test-threads 1 --nocapture >"$OUT/$t.txt" 2>&1)
+    echo "rc=$?" >>"$OUT/$t.txt"
+done
 SH
 chmod +x "$out/run.sh"
 echo "$out"

@@ -14,9 +14,7 @@ use std::os::unix::fs::{chown, PermissionsExt};
 use std::path::Path;
 
 use progload::profile::Credentials;
-use progload_testkit::elfbuild::{
-    ElfBuilder, ProgramHeader, EM_X86_64, ET_DYN, PF_R, PF_W, X86_64_EXIT0,
-};
+use progload_testkit::elfbuild::{Arch, ElfBuilder, ProgramHeader, ET_DYN, PF_R, PF_W};
 use progload_testkit::progs::TempDir;
 
 const USER: u32 = 1000;
@@ -110,7 +108,8 @@ fn credentials_and_set_id_bits_match_the_kernel() {
     ));
     // A static-PIE aligned to 2 MiB whose first PT_LOAD is bss only: the kernel's alignment
     // probe maps that bss at address 0, which needs CAP_SYS_RAWIO (else the exec is killed).
-    let mut b = ElfBuilder::minimal(ET_DYN, EM_X86_64, 0x20_0000, &X86_64_EXIT0);
+    let arch = Arch::native();
+    let mut b = ElfBuilder::minimal(ET_DYN, arch.e_machine(), 0x20_0000, arch.exit0());
     for ph in &mut b.phdrs {
         ph.p_align = 0x20_0000;
     }

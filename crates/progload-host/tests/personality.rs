@@ -1,6 +1,6 @@
 //! Personality flags against the kernel: MMAP_PAGE_ZERO, READ_IMPLIES_EXEC and
 //! ADDR_COMPAT_LAYOUT (the legacy bottom-up layout), alone and together, for PIE, non-PIE,
-//! static, static-PIE, executable-stack and `#!` programs, as root and as an unprivileged
+//! static, static-PIE, executable-stack, big-bss and `#!` programs, as root and as an unprivileged
 //! caller (no CAP_SYS_RAWIO: page 0 cannot be mapped), and for a setuid-root copy (whose
 //! exec clears these flags). Each case is the kernel's exec under ptrace against the plan,
 //! field by field, including /proc/PID/personality.
@@ -38,6 +38,7 @@ fn personality_flags_match_the_kernel() {
         ("static", copy("static", progs::static_exec())),
         ("static-pie", copy("static-pie", progs::static_pie())),
         ("execstack", copy("execstack", progs::pie_execstack())),
+        ("big-bss", copy("big-bss", progs::big_bss())),
         ("script", script),
         ("setuid-root", setuid),
     ];

@@ -6,7 +6,10 @@
 //! Each program has its own source file whose first line records the exact `gcc` command, so
 //! changing the flags here also triggers a rebuild. Sources and outputs are written to a
 //! temporary name and renamed into place, so concurrent test processes never see (or execute)
-//! a half-written file.
+//! a half-written file. With `PROGLOAD_TESTPROGS_PREBUILT` set, nothing is compiled: the
+//! programs are taken from [`cache_dir`] by [`Prog::name`], as a cross build put them there
+//! (`scripts/farm/oracle-payload.sh` runs the `build_testprogs` example with
+//! `PROGLOAD_TESTPROGS_CC`, the compiler to run instead of `gcc`).
 
 use std::fs;
 use std::io::{self, Write};
@@ -36,6 +39,9 @@ pub enum Prog {
     PieExecStack,
     /// An assembler `_start` that calls `exit(0)`: `gcc -nostdlib -static -no-pie`.
     AsmExit,
+    /// A PIE with a 1 MiB bss, mapped anonymously past the file (`vm_brk_flags()`):
+    /// `gcc -O1`.
+    BigBss,
 }
 
 const C_MAIN: &str = "int main(void) { return 0; }\n";
@@ -51,6 +57,15 @@ int main(int argc, char **argv) {
 }
 ";
 
+const C_BIG_BSS: &str = "\
+/* A bss of 1 MiB: most of it lies past the file's last page. */
+static char progload_big_bss[1024 * 1024];
+int main(int argc, char **argv) {
+    (void)argv;
+    return progload_big_bss[argc * 4096];
+}
+";
+
 const ASM_EXIT: &str = "\
     .text
     .globl _start
@@ -63,7 +78,7 @@ _start:
 
 impl Prog {
     /// Every program, in declaration order.
-    pub const ALL: [Prog; 8] = [
+    pub const ALL: [Prog; 9] = [
         Prog::Pie,
         Prog::NoPie,
         Prog::Static,
@@ -72,6 +87,7 @@ impl Prog {
         Prog::PieAlign2M,
         Prog::PieExecStack,
         Prog::AsmExit,
+        Prog::BigBss,
     ];
 
     /// The output file name in [`cache_dir`].
@@ -85,13 +101,14 @@ impl Prog {
             Prog::PieAlign2M => "pie-align-2m",
             Prog::PieExecStack => "pie-execstack",
             Prog::AsmExit => "asm-exit",
+            Prog::BigBss => "big-bss",
         }
     }
 
     /// The `gcc` flags (besides `-o OUT SRC`).
     pub fn flags(self) -> &'static [&'static str] {
         match self {
-            Prog::Pie => &["-O1"],
+            Prog::Pie | Prog::BigBss => &["-O1"],
             Prog::NoPie => &["-O1", "-no-pie"],
             Prog::Static => &["-O1", "-static", "-no-pie"],
             Prog::StaticPie | Prog::BigStaticPie => &["-O1", "-static-pie"],
@@ -105,6 +122,7 @@ impl Prog {
         match self {
             Prog::BigStaticPie => ("c", C_BIG),
             Prog::AsmExit => ("S", ASM_EXIT),
+            Prog::BigBss => ("c", C_BIG_BSS),
             _ => ("c", C_MAIN),
         }
     }
@@ -187,6 +205,11 @@ pub fn pie_execstack() -> PathBuf {
     path(Prog::PieExecStack)
 }
 
+/// Path of [`Prog::BigBss`] (panics if it cannot be built).
+pub fn big_bss() -> PathBuf {
+    path(Prog::BigBss)
+}
+
 /// Path of [`Prog::AsmExit`] (panics if it cannot be built).
 pub fn asm_exit() -> PathBuf {
     path(Prog::AsmExit)
@@ -222,6 +245,20 @@ fn tmp_name(path: &Path) -> PathBuf {
 fn build_uncached(prog: Prog) -> io::Result<PathBuf> {
     let dir = cache_dir()?;
     let out = dir.join(prog.name());
+    // Programs built elsewhere with a cross gcc (the kernel farm's guests have no compiler):
+    // taken as they are, by name.
+    if std::env::var_os("PROGLOAD_TESTPROGS_PREBUILT").is_some() {
+        return match fs::metadata(&out) {
+            Ok(_) => Ok(out),
+            Err(e) => Err(io::Error::new(
+                e.kind(),
+                format!(
+                    "PROGLOAD_TESTPROGS_PREBUILT is set but {} is missing: {e}",
+                    out.display()
+                ),
+            )),
+        };
+    }
     let (ext, body) = prog.source();
     let src = dir.join(format!("{}.{ext}", prog.name()));
     // The recipe goes into the source so that changing it invalidates the build. A C comment
@@ -239,7 +276,9 @@ fn build_uncached(prog: Prog) -> io::Result<PathBuf> {
     }
 
     let tmp = tmp_name(&out);
-    let result = Command::new("gcc")
+    // `PROGLOAD_TESTPROGS_CC`: another compiler of gcc's flags (a cross gcc).
+    let cc = std::env::var_os("PROGLOAD_TESTPROGS_CC").unwrap_or_else(|| "gcc".into());
+    let result = Command::new(&cc)
         .args(prog.flags())
         .arg("-o")
         .arg(&tmp)
@@ -250,7 +289,10 @@ fn build_uncached(prog: Prog) -> io::Result<PathBuf> {
         Err(e) => {
             return Err(io::Error::new(
                 e.kind(),
-                format!("cannot run gcc (is it installed?): {e}"),
+                format!(
+                    "cannot run {} (is it installed?): {e}",
+                    cc.to_string_lossy()
+                ),
             ))
         }
     };

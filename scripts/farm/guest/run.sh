@@ -3,8 +3,8 @@
 #   - progload profile (the guest's captured profile);
 #   - progload check --sweep of the guest's userland, recording each exec for the host's
 #     cross-plan (--record);
-#   - the crafted corpus (a static test binary of crates/progload-host/tests/crafted.rs), when
-#     the payload has one for this architecture.
+#   - the kernel-oracle tests: crafted corpus, credentials, personality and binfmt_misc (static test
+#     binaries of crates/progload-host/tests/), when the payload has them.
 set -u
 P=/payload/progload
 echo "farm-check: $(uname -r) $(uname -m)"
@@ -24,9 +24,14 @@ start=$(date +%s)
 "$P" check --sweep --json --jobs 2 --record "$OUT/rec" $dirs >"$OUT/sweep.json" 2>"$OUT/sweep.err"
 echo "sweep rc=$? in $(( $(date +%s) - start )) s over$dirs"
 
-if [ -x /payload/crafted ]; then
+# The kernel-oracle tests (static test binaries, scripts/farm/oracle-payload.sh), those the
+# payload has: the crafted corpus, credentials, personality, binfmt_misc.
+[ -e /usr/bin/true ] || cp /bin/true /usr/bin/true  # the tests read it; bullseye has /bin/true
+for t in crafted credentials personality misc; do
+    [ -x "/payload/$t" ] || continue
     start=$(date +%s)
     (cd /tmp && PROGLOAD_LOAD_ADDRESS_DIR=/payload/load_address \
-        /payload/crafted --test-threads 1 --nocapture >"$OUT/crafted.txt" 2>&1)
-    echo "crafted rc=$? in $(( $(date +%s) - start )) s"
-fi
+        PROGLOAD_TESTPROGS_DIR=/payload/testprogs PROGLOAD_TESTPROGS_PREBUILT=1 \
+        "/payload/$t" --test-threads 1 --nocapture >"$OUT/$t.txt" 2>&1)
+    echo "$t rc=$? in $(( $(date +%s) - start )) s"
+done
