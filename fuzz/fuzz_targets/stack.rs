@@ -93,6 +93,8 @@ fuzz_target!(|input: Input| {
         align_sub: u64::from(input.align_sub) % 8192,
         platform: &cstring(&input.platform),
         random: input.random,
+        // The next bit picks 32-bit words (an ia32 program).
+        word: if input.align_sub & 2 == 2 { 4 } else { 8 },
     };
     let consistent = arg_start
         .checked_add(s.used())
@@ -112,7 +114,12 @@ fuzz_target!(|input: Input| {
     assert_eq!(img.sp % 16, 0);
     assert_eq!(img.top, top);
     assert_eq!(img.bytes.len() as u64, top - img.sp);
-    let word = |i: usize| u64::from_le_bytes(img.bytes[i * 8..i * 8 + 8].try_into().unwrap());
+    let w = t.word as usize;
+    let word = |i: usize| {
+        let mut b = [0u8; 8];
+        b[..w].copy_from_slice(&img.bytes[i * w..i * w + w]);
+        u64::from_le_bytes(b)
+    };
     assert_eq!(word(0), s.argv.len() as u64);
     let in_image = |a: u64| a >= img.sp && a < top;
     if in_image(arg_start) && arg_start + s.used() <= top {

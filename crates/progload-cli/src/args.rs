@@ -89,9 +89,17 @@ impl ExecArgs {
 /// A failure of the CLI itself (bad option), not of the exec.
 pub(crate) struct Usage(pub(crate) String);
 
-pub(crate) fn load_profile(a: &ExecArgs) -> Result<Profile, Usage> {
+/// The profile of `--profile`, or the host's: with its compat part (a 32-bit probe) when
+/// `compat`, so that i386 programs are planned; `progload run`, which cannot run them, leaves
+/// it out.
+pub(crate) fn load_profile(a: &ExecArgs, compat: bool) -> Result<Profile, Usage> {
+    let host = if compat {
+        progload_host::host_profile_with_compat
+    } else {
+        host_profile
+    };
     let mut p = match &a.profile {
-        None => host_profile().map_err(|e| Usage(format!("cannot read the host profile: {e}")))?,
+        None => host().map_err(|e| Usage(format!("cannot read the host profile: {e}")))?,
         Some(name) => match Profile::preset(name) {
             Some(p) => p,
             None => {
@@ -244,8 +252,10 @@ pub(crate) enum PrepError {
     Exec(Vec<u8>, Error),
 }
 
-pub(crate) fn prepare(a: &ExecArgs) -> Result<Prepared, PrepError> {
-    let profile = load_profile(a).map_err(PrepError::Usage)?;
+/// Resolves the program and the profile (with its compat part when `compat`: see
+/// [`load_profile`]).
+pub(crate) fn prepare(a: &ExecArgs, compat: bool) -> Result<Prepared, PrepError> {
+    let profile = load_profile(a, compat).map_err(PrepError::Usage)?;
     let fs = HostFs::new(&a.root)
         .map_err(|e| PrepError::Usage(Usage(format!("--root {}: {e}", a.root.display()))))?;
     let mut program = a.program().as_bytes().to_vec();

@@ -77,7 +77,7 @@ fn request(a: &ExecArgs, path: Vec<u8>, args: &[Vec<u8>]) -> Result<CheckRequest
         stack_rlimit,
         misc_rules,
         personality: 0,
-        credentials: caller(a, &load_profile(a)?.credentials)?,
+        credentials: caller(a, &load_profile(a, true)?.credentials)?,
     })
 }
 
@@ -127,7 +127,7 @@ fn kernel_line(p: &progload::Profile) -> String {
 }
 
 pub fn run(args: &CheckArgs) -> ExitCode {
-    let profile = match load_profile(&args.exec) {
+    let profile = match load_profile(&args.exec, true) {
         Ok(p) => p,
         Err(Usage(m)) => {
             eprintln!("progload: {m}");

@@ -172,7 +172,7 @@ pub fn hint(e: &Error, steps: &[Step], root: &str) -> String {
             format!("the ELF interpreter {path}: {}", path_hint(problem, &path.0, Role::ElfInterpreter, root))
         }
         Error::CompatElf { machine } => format!(
-            "this is a 32-bit {} program: Linux loads it through compat_binfmt_elf when 32-bit emulation is available (CONFIG_IA32_EMULATION / AArch32 support), but progload models native 64-bit ELF only, so this ENOEXEC is progload's limit and the kernel may well run it",
+            "this is a 32-bit {} program: Linux loads it through compat_binfmt_elf when 32-bit emulation is available (CONFIG_IA32_EMULATION / AArch32 support); progload plans i386 programs with a profile that describes the compat task (the host's, or `progload profile` of the machine: presets do not), and AArch32 not at all, so this ENOEXEC is progload's limit and the kernel may well run it",
             machine_name(*machine)
         ),
         Error::ElfMachine { found, expected } => format!(
@@ -207,7 +207,7 @@ pub fn hint(e: &Error, steps: &[Step], root: &str) -> String {
 }
 
 pub fn run(a: &ExecArgs) -> ExitCode {
-    let mut prep = match prepare(a) {
+    let mut prep = match prepare(a, true) {
         Ok(p) => p,
         Err(PrepError::Usage(Usage(m))) => {
             eprintln!("progload: {m}");

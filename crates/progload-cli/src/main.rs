@@ -16,7 +16,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use progload::profile::Profile;
-use progload_host::host_profile;
 
 use crate::args::ExecArgs;
 use crate::check::CheckArgs;
@@ -91,7 +90,7 @@ fn main() -> ExitCode {
                         return ExitCode::from(2);
                     }
                 },
-                None => match host_profile() {
+                None => match progload_host::host_profile_with_compat() {
                     Ok(p) => p,
                     Err(e) => {
                         eprintln!("progload: cannot read the host profile: {e}");

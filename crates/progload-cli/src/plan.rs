@@ -24,7 +24,7 @@ pub(crate) struct PlanArgs {
 }
 
 pub(crate) fn run(args: &PlanArgs) -> ExitCode {
-    let mut prep = match prepare(&args.exec) {
+    let mut prep = match prepare(&args.exec, true) {
         Ok(p) => p,
         Err(PrepError::Usage(Usage(m))) => {
             eprintln!("progload: {m}");

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use progload::arch::Arch;
-use progload::profile::{Credentials, KernelVersion, Profile, Vdso, VdsoPart};
+use progload::profile::{Compat, Credentials, KernelVersion, Profile, Vdso, VdsoPart};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
@@ -22,6 +22,60 @@ struct VdsoFile {
     image_hex: Option<String>,
     #[serde(default)]
     text_pages: Option<u64>,
+}
+
+/// [`Compat`]: what an ia32 task gets.
+#[derive(Serialize, Deserialize)]
+struct CompatFile {
+    mmap_rnd_bits: u32,
+    hwcap: u64,
+    hwcap2: u64,
+    minsigstksz: u64,
+    #[serde(default)]
+    vdso: Option<VdsoFile>,
+    vdso_entry: u64,
+}
+
+impl VdsoFile {
+    fn of(v: &Vdso, page_size: u64) -> Self {
+        VdsoFile {
+            data: v
+                .data
+                .iter()
+                .map(|d| VdsoPartFile {
+                    name: d.name.clone(),
+                    pages: d.pages,
+                    prot: d.prot.to_string(),
+                })
+                .collect(),
+            image_hex: Some(hex(&v.image)),
+            text_pages: Some(v.text_pages(page_size)),
+        }
+    }
+
+    fn into_vdso(self, arch: Arch, page_size: u64) -> Result<Vdso, String> {
+        let image = match (self.image_hex, self.text_pages) {
+            (Some(h), _) => unhex(&h).ok_or("vdso.image_hex is not hex")?,
+            (None, Some(n)) => progload::vdso::placeholder(arch, n, page_size),
+            (None, None) => return Err("vdso needs image_hex or text_pages".into()),
+        };
+        let data = self
+            .data
+            .into_iter()
+            .map(|d| {
+                let prot = d
+                    .prot
+                    .parse()
+                    .map_err(|e| format!("vdso {}: {e}", d.name))?;
+                Ok(VdsoPart {
+                    name: d.name,
+                    pages: d.pages,
+                    prot,
+                })
+            })
+            .collect::<Result<_, String>>()?;
+        Vdso::new(data, Arc::from(image), arch, page_size).map_err(|e| format!("vdso: {e}"))
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -80,6 +134,9 @@ pub struct ProfileFile {
     /// Absent in files of progload before 0.2: false.
     #[serde(default)]
     tomoyo: bool,
+    /// What an ia32 program gets (x86_64); absent: 32-bit programs are not modelled.
+    #[serde(default)]
+    compat: Option<CompatFile>,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -117,19 +174,7 @@ impl From<&Profile> for ProfileFile {
             platform: p.platform.clone(),
             clock_ticks: p.clock_ticks,
             rseq: p.rseq,
-            vdso: p.vdso.as_ref().map(|v| VdsoFile {
-                data: v
-                    .data
-                    .iter()
-                    .map(|d| VdsoPartFile {
-                        name: d.name.clone(),
-                        pages: d.pages,
-                        prot: d.prot.to_string(),
-                    })
-                    .collect(),
-                image_hex: Some(hex(&v.image)),
-                text_pages: Some(v.text_pages(p.page_size)),
-            }),
+            vdso: p.vdso.as_ref().map(|v| VdsoFile::of(v, p.page_size)),
             vsyscall: p.vsyscall,
             stack_rlimit: p.stack_rlimit,
             mmap_min_addr: p.mmap_min_addr,
@@ -148,6 +193,14 @@ impl From<&Profile> for ProfileFile {
             },
             cap_sys_rawio: p.cap_sys_rawio,
             tomoyo: p.tomoyo,
+            compat: p.compat.as_ref().map(|c| CompatFile {
+                mmap_rnd_bits: c.mmap_rnd_bits,
+                hwcap: c.hwcap,
+                hwcap2: c.hwcap2,
+                minsigstksz: c.minsigstksz,
+                vdso: c.vdso.as_ref().map(|v| VdsoFile::of(v, p.page_size)),
+                vdso_entry: c.vdso_entry,
+            }),
         }
     }
 }
@@ -162,33 +215,21 @@ impl TryFrom<ProfileFile> for Profile {
                 f.page_size
             ));
         }
-        let vdso = match f.vdso {
+        let vdso = f.vdso.map(|v| v.into_vdso(arch, f.page_size)).transpose()?;
+        let compat = match f.compat {
             None => None,
-            Some(v) => {
-                let image = match (v.image_hex, v.text_pages) {
-                    (Some(h), _) => unhex(&h).ok_or("vdso.image_hex is not hex")?,
-                    (None, Some(n)) => progload::vdso::placeholder(arch, n, f.page_size),
-                    (None, None) => return Err("vdso needs image_hex or text_pages".into()),
-                };
-                let data = v
-                    .data
-                    .into_iter()
-                    .map(|d| {
-                        let prot = d
-                            .prot
-                            .parse()
-                            .map_err(|e| format!("vdso {}: {e}", d.name))?;
-                        Ok(VdsoPart {
-                            name: d.name,
-                            pages: d.pages,
-                            prot,
-                        })
-                    })
-                    .collect::<Result<_, String>>()?;
-                let vdso = Vdso::new(data, Arc::from(image), arch, f.page_size)
-                    .map_err(|e| format!("vdso: {e}"))?;
-                Some(vdso)
-            }
+            Some(c) => Some(Compat {
+                mmap_rnd_bits: c.mmap_rnd_bits,
+                hwcap: c.hwcap,
+                hwcap2: c.hwcap2,
+                minsigstksz: c.minsigstksz,
+                vdso: c
+                    .vdso
+                    .map(|v| v.into_vdso(Arch::I386, f.page_size))
+                    .transpose()
+                    .map_err(|e| format!("compat {e}"))?,
+                vdso_entry: c.vdso_entry,
+            }),
         };
         let kernel = KernelVersion::parse(&f.kernel)
             .ok_or_else(|| format!("kernel {:?} is not a release like 6.1.140", f.kernel))?;
@@ -229,6 +270,7 @@ impl TryFrom<ProfileFile> for Profile {
             },
             cap_sys_rawio: f.cap_sys_rawio,
             tomoyo: f.tomoyo,
+            compat,
         })
     }
 }
@@ -241,6 +283,8 @@ const MACHINE_FIELDS: &[&str] = &[
     "platform",
     "minsigstksz",
     "cache_auxv",
+    // The vdso32 image and its entry are the build's (a preset has none).
+    "compat",
 ];
 
 /// `progload profile --compare FILE`: `p` against the profile in `file`, in every field but

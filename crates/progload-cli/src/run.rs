@@ -22,7 +22,7 @@ pub fn run(args: &ExecArgs) -> ExitCode {
         );
         return ExitCode::from(2);
     }
-    let mut prep = match prepare(args) {
+    let mut prep = match prepare(args, false) {
         Ok(p) => p,
         Err(PrepError::Usage(Usage(m))) => {
             eprintln!("progload: {m}");
@@ -32,6 +32,16 @@ pub fn run(args: &ExecArgs) -> ExitCode {
     };
     let p = match plan(&prep.fs, &prep.profile, &prep.request, &mut prep.rng) {
         Ok(p) => p,
+        // The kernel would run an i386 program; progload run cannot (see
+        // exec_plan_in_place): say so rather than the profile's ENOEXEC.
+        Err(progload::Error::CompatElf { machine: 3 | 6 }) => {
+            return fail(
+                &prep.program,
+                &RunError::Unsupported(String::from(
+                    "an i386 program needs a 32-bit (compat) task, which only the kernel's execve makes; plan it, or compare it with the kernel (progload check)",
+                )),
+            )
+        }
         Err(e) => return fail(&prep.program, &RunError::Plan(e)),
     };
     // Nothing should be buffered, but a kernel exec would drop it: flush.

@@ -73,4 +73,4 @@ pub mod run;
 mod sys;
 
 pub use hostfs::{HostFs, HostHandle};
-pub use profile::host_profile;
+pub use profile::{host_profile, host_profile_with_compat};

@@ -125,10 +125,21 @@ pub fn parse_maps(text: &str) -> io::Result<Vec<MapsLine>> {
 /// Parse the bytes of `/proc/PID/auxv` (native-endian 64-bit pairs) up to and including the
 /// terminating `(0, 0)`; one is appended if the data lacks it.
 pub fn parse_auxv(bytes: &[u8]) -> Vec<(u64, u64)> {
-    let word = |b: &[u8]| u64::from_ne_bytes(b.try_into().expect("8 bytes"));
+    parse_auxv_words(bytes, 8)
+}
+
+/// [`parse_auxv`] of a process whose words are `word` bytes (4: an ia32 process, whose
+/// `saved_auxv` the compat loader filled with 32-bit words).
+pub fn parse_auxv_words(bytes: &[u8], word: usize) -> Vec<(u64, u64)> {
+    let read = |b: &[u8]| {
+        let mut w = [0u8; 8];
+        w[..b.len().min(8)].copy_from_slice(&b[..b.len().min(8)]);
+        u64::from_le_bytes(w)
+    };
+    let word = if word == 4 { 4 } else { 8 };
     let mut out = Vec::new();
-    for pair in bytes.chunks_exact(16) {
-        let (k, v) = (word(&pair[..8]), word(&pair[8..]));
+    for pair in bytes.chunks_exact(2 * word) {
+        let (k, v) = (read(&pair[..word]), read(&pair[word..]));
         out.push((k, v));
         if k == 0 {
             return out;
@@ -248,6 +259,11 @@ impl Proc {
     /// `auxv`, with its terminating `(0, 0)`.
     pub(crate) fn auxv(self) -> io::Result<Vec<(u64, u64)>> {
         Ok(parse_auxv(&std::fs::read(self.path("auxv"))?))
+    }
+
+    /// `auxv` of a process whose words are `word` bytes.
+    pub(crate) fn auxv_words(self, word: usize) -> io::Result<Vec<(u64, u64)>> {
+        Ok(parse_auxv_words(&std::fs::read(self.path("auxv"))?, word))
     }
 
     /// The `mm_struct` fields of `stat`.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use progload::arch::riscv64::{AT_L1I_CACHESIZE, AT_L3_CACHEGEOMETRY};
 use progload::auxv::*;
-use progload::profile::{Credentials, KernelVersion, Profile, Vdso, VdsoPart};
+use progload::profile::{Compat, Credentials, KernelVersion, Profile, Vdso, VdsoPart};
 use rustix::thread::CapabilitySet;
 
 use crate::proc::{Proc, Status};
@@ -157,6 +157,105 @@ pub fn host_profile() -> std::io::Result<Profile> {
             .contains(CapabilitySet::SYS_RAWIO);
     p.tomoyo = tomoyo_active();
     Ok(p)
+}
+
+/// [`host_profile`] with its compat part ([`Profile::compat`]): on x86_64, what this kernel
+/// gives an ia32 task, from a 32-bit probe (a fork and a traced exec, once per process), so
+/// that i386 programs can be planned. Elsewhere, or where the probe cannot run, the same as
+/// [`host_profile`].
+///
+/// # Errors
+/// As [`host_profile`].
+pub fn host_profile_with_compat() -> std::io::Result<Profile> {
+    let mut p = host_profile()?;
+    #[cfg(target_arch = "x86_64")]
+    {
+        static COMPAT: std::sync::OnceLock<Option<Compat>> = std::sync::OnceLock::new();
+        let page = p.page_size;
+        p.compat = COMPAT.get_or_init(|| ia32_compat(page)).clone();
+    }
+    Ok(p)
+}
+
+/// A static i386 program that exits at once: the ELF32 header, a PT_LOAD of the file (r-x, at
+/// 0x08048000), a non-executable PT_GNU_STACK, and `mov $1, %eax; xor %ebx, %ebx; int $0x80`.
+#[cfg(target_arch = "x86_64")]
+fn ia32_exit_program() -> Vec<u8> {
+    const BASE: u32 = 0x0804_8000;
+    const CODE: [u8; 9] = [0xb8, 0x01, 0x00, 0x00, 0x00, 0x31, 0xdb, 0xcd, 0x80];
+    let code_at: u32 = 52 + 2 * 32;
+    let len = code_at + CODE.len() as u32;
+    let mut f = Vec::with_capacity(len as usize);
+    f.extend_from_slice(&[0x7f, b'E', b'L', b'F', 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+    f.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f.extend_from_slice(&progload::arch::i386::EM_386.to_le_bytes());
+    f.extend_from_slice(&1u32.to_le_bytes()); // e_version
+    f.extend_from_slice(&(BASE + code_at).to_le_bytes()); // e_entry
+    f.extend_from_slice(&52u32.to_le_bytes()); // e_phoff
+    f.extend_from_slice(&0u32.to_le_bytes()); // e_shoff
+    f.extend_from_slice(&0u32.to_le_bytes()); // e_flags
+    for half in [52u16, 32, 2, 0, 0, 0] {
+        // e_ehsize, e_phentsize, e_phnum, e_shentsize, e_shnum, e_shstrndx
+        f.extend_from_slice(&half.to_le_bytes());
+    }
+    // PT_LOAD r-x over the whole file, then PT_GNU_STACK rw-.
+    for word in [1, 0, BASE, BASE, len, len, 5, 0x1000] {
+        f.extend_from_slice(&word.to_le_bytes());
+    }
+    for word in [0x6474_e551u32, 0, 0, 0, 0, 0, 6, 16] {
+        f.extend_from_slice(&word.to_le_bytes());
+    }
+    f.extend_from_slice(&CODE);
+    f
+}
+
+/// What this kernel gives an ia32 task: a tiny static i386 program run under the probe
+/// (stopped at its first instruction, then killed) shows the vdso32 layout, its image and
+/// `__kernel_vsyscall` entry, and the compat auxv values. `None` when the kernel does not run
+/// it (no IA32 emulation, `ia32_emulation=0`) or the probe cannot trace here.
+#[cfg(target_arch = "x86_64")]
+fn ia32_compat(page: u64) -> Option<Compat> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = std::env::temp_dir();
+    let path = dir.join(format!(".progload-ia32-probe.{}", std::process::id()));
+    fs::write(&path, ia32_exit_program()).ok()?;
+    let outcome = fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).and_then(|()| {
+        let mut req = crate::probe::ProbeRequest::new(path.as_os_str().as_encoded_bytes());
+        req.no_randomize = true;
+        crate::probe::probe(&req)
+    });
+    let _ = fs::remove_file(&path);
+    let crate::probe::ProbeOutcome::Stopped(img) = outcome.ok()? else {
+        return None;
+    };
+    let get = |t: u64| img.auxv_get(t);
+    let mut data = Vec::new();
+    for m in &img.maps {
+        if m.path == "[vvar]" || m.path == "[vvar_vclock]" {
+            data.push(VdsoPart {
+                name: m.path.clone(),
+                pages: (m.end - m.start) / page,
+                prot: progload::Prot::READ,
+            });
+        }
+    }
+    let (vdso, vdso_entry) = match (img.vdso_image.clone(), get(AT_SYSINFO_EHDR)) {
+        (Some(image), Some(base)) => {
+            let entry = get(progload::arch::i386::AT_SYSINFO)?.checked_sub(base)?;
+            let v = Vdso::new(data, Arc::from(image), progload::arch::Arch::I386, page).ok()?;
+            (Some(v), entry)
+        }
+        _ => (None, 0),
+    };
+    Some(Compat {
+        mmap_rnd_bits: read_u64("/proc/sys/vm/mmap_rnd_compat_bits")
+            .map_or(progload::arch::i386::MMAP_RND_COMPAT_BITS, |b| b as u32),
+        hwcap: get(AT_HWCAP).unwrap_or(0),
+        hwcap2: get(AT_HWCAP2).unwrap_or(0),
+        minsigstksz: get(AT_MINSIGSTKSZ).unwrap_or(0),
+        vdso,
+        vdso_entry,
+    })
 }
 
 /// Whether TOMOYO is among the active security modules: /sys/kernel/security/lsm (securityfs,

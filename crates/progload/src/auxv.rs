@@ -145,6 +145,11 @@ pub struct AuxvInputs<'a> {
 pub fn build(profile: &Profile, inp: &AuxvInputs<'_>) -> Vec<(u64, u64)> {
     let mut auxv: Vec<(u64, u64)> = Vec::with_capacity(24usize.saturating_add(inp.extra.len()));
     if let Some(b) = inp.vdso_base {
+        // ARCH_DLINFO_IA32: the vdso32's __kernel_vsyscall first.
+        if profile.arch == Arch::I386 {
+            let entry = profile.compat.as_ref().map_or(0, |c| c.vdso_entry);
+            auxv.push((crate::arch::i386::AT_SYSINFO, b.wrapping_add(entry)));
+        }
         auxv.push((AT_SYSINFO_EHDR, b));
     }
     // arm64's ARCH_DLINFO writes AT_IGNORE when the signal frame size is unknown; x86's
@@ -154,7 +159,7 @@ pub fn build(profile: &Profile, inp: &AuxvInputs<'_>) -> Vec<(u64, u64)> {
     auxv.extend_from_slice(&profile.cache_auxv);
     let rules = profile.kernel.rules();
     match profile.arch {
-        Arch::X86_64 if !rules.x86_at_minsigstksz => {}
+        Arch::X86_64 | Arch::I386 if !rules.x86_at_minsigstksz => {}
         Arch::Riscv64 if !rules.riscv_at_minsigstksz => {}
         Arch::Aarch64 | Arch::Riscv64 if profile.minsigstksz == 0 => auxv.push((AT_IGNORE, 0)),
         _ => auxv.push((AT_MINSIGSTKSZ, profile.minsigstksz)),

@@ -209,11 +209,13 @@ pub enum Error {
     /// `e_type` is not ET_EXEC or ET_DYN.
     #[error("ELF type {0} is neither ET_EXEC (2) nor ET_DYN (3)")]
     ElfType(u16),
-    /// A 32-bit ELF of this machine's compat architecture (i386 on x86_64, Arm on arm64):
-    /// Linux loads it through `compat_binfmt_elf` when 32-bit emulation is on, which
-    /// progload does not model. The plan refuses it with ENOEXEC, as a kernel without that
-    /// emulation would.
-    #[error("32-bit ELF (machine {machine}): Linux runs it through compat_binfmt_elf (32-bit emulation), which progload does not model")]
+    /// A 32-bit ELF of this machine's compat architecture (i386 on x86_64, Arm on arm64) that
+    /// the profile cannot plan: Linux loads it through `compat_binfmt_elf` when 32-bit
+    /// emulation is on, and progload plans i386 programs only with a profile that has its
+    /// compat part ([`crate::Profile::compat`], captured from a 32-bit process on the
+    /// machine); AArch32 is not modelled. The plan refuses it with ENOEXEC, as a kernel
+    /// without that emulation would.
+    #[error("32-bit ELF (machine {machine}): Linux runs it through compat_binfmt_elf (32-bit emulation), which this profile does not describe (i386: capture it with `progload profile` on the machine; AArch32: not modelled)")]
     CompatElf {
         /// The file's e_machine.
         machine: u16,

@@ -429,10 +429,24 @@ fn plan_inner<F: FileSystem + ?Sized>(
         &mut trace,
     )?;
     let img = &handled.elf;
+    // An ia32 program is loaded with the compat task's profile (set_personality_ia32()).
+    let compat_profile;
+    let profile = if img.compat {
+        compat_profile = profile.compat_view().ok_or(Error::BadProfile(
+            "an ia32 program needs the profile's compat part",
+        ))?;
+        &compat_profile
+    } else {
+        profile
+    };
 
     // begin_new_exec(): credentials, then the point of no return.
     let cred_file = handled.credentials_from.as_ref().unwrap_or(&img.file);
-    let new = begin_new_exec(profile, &cred_file.meta);
+    let mut new = begin_new_exec(profile, &cred_file.meta);
+    // elf_read_implies_exec(): an ia32 program without PT_GNU_STACK.
+    if profile.arch == Arch::I386 && img.exec_stack.is_none() {
+        new.personality |= READ_IMPLIES_EXEC;
+    }
     let comm = comm_of(&program, &img.file);
     let execfd = handled.execfd.then_some(req.execfd);
     trace.note(|| Step::PointOfNoReturn);
@@ -473,10 +487,10 @@ fn plan_inner<F: FileSystem + ?Sized>(
             pc: loaded.entry,
             sp: stack.sp,
             flags: match profile.arch {
-                Arch::X86_64 if profile.kernel.rules().x86_rflags_fixed_bit => {
+                Arch::X86_64 | Arch::I386 if profile.kernel.rules().x86_rflags_fixed_bit => {
                     crate::arch::x86_64::INITIAL_RFLAGS
                 }
-                Arch::X86_64 => crate::arch::x86_64::INITIAL_RFLAGS_OLD,
+                Arch::X86_64 | Arch::I386 => crate::arch::x86_64::INITIAL_RFLAGS_OLD,
                 Arch::Aarch64 => profile.pstate,
                 Arch::Riscv64 => 0,
             },

@@ -188,6 +188,8 @@ pub struct Tables<'a> {
     pub platform: &'a [u8],
     /// The 16 AT_RANDOM bytes.
     pub random: [u8; 16],
+    /// The size of the new process's words (`elf_addr_t`): 8, or 4 for an ia32 program.
+    pub word: u64,
 }
 
 impl Tables<'_> {
@@ -230,11 +232,14 @@ impl Tables<'_> {
         let envc = self.strings.envp.len() as u64;
         // The string budget (at most 6 MiB) bounds argc and envc, so these cannot overflow;
         // the subtractions are checked against a stack top too low for the tables.
-        let auxv_bytes = (auxv.len() as u64).saturating_mul(16);
+        let word_size = if self.word == 4 { 4u64 } else { 8 };
+        let auxv_bytes = (auxv.len() as u64)
+            .saturating_mul(word_size)
+            .saturating_mul(2);
         let items = argc.saturating_add(envc).saturating_add(3);
         let sp = random_addr
             .checked_sub(auxv_bytes)
-            .and_then(|a| a.checked_sub(items.saturating_mul(8)))
+            .and_then(|a| a.checked_sub(items.saturating_mul(word_size)))
             .ok_or(Error::Stack)?
             & !0xf;
         let len = usize::try_from(self.top.checked_sub(sp).ok_or(Error::Stack)?)
@@ -252,9 +257,13 @@ impl Tables<'_> {
         }
         put(random_addr, &self.random);
         let mut at = sp;
+        // elf_addr_t: a 32-bit word keeps the low half (the values fit: the address space
+        // of an ia32 task ends below 4 GiB).
         let mut word = |v: u64| {
-            put(at, &v.to_le_bytes());
-            at = at.wrapping_add(8);
+            let b = v.to_le_bytes();
+            let n = usize::try_from(word_size).unwrap_or(8);
+            put(at, b.get(..n).unwrap_or(&b));
+            at = at.wrapping_add(word_size);
         };
         word(argc);
         let mut p = self.arg_start;

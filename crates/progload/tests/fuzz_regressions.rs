@@ -54,6 +54,7 @@ fn stack_strings_far_below_top_are_refused() {
         align_sub: 0,
         platform: b"",
         random: [0; 16],
+        word: 8,
     };
     let auxv = [(0x0707_0000_0000_0707, 0x0107_0000_0000_0707), (0, 0)];
     assert_eq!(t.build(&auxv).unwrap_err(), Error::Stack);

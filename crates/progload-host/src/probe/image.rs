@@ -165,6 +165,8 @@ pub struct KernelImage {
     pub no_new_privs: bool,
     /// `/proc/PID/personality`.
     pub personality: u32,
+    /// The bytes of the `[vdso]` mapping, when it has one (not kept in records).
+    pub vdso_image: Option<Vec<u8>>,
 }
 
 impl KernelImage {

@@ -17,7 +17,7 @@ use super::child::{child_main, stage_name, ChildCredentials, ChildExecveat, Chil
 use super::image::{KernelImage, ProbeDirFd, ProbeExecveat, ProbeOutcome, ProbeRequest, X86Regs};
 use crate::proc::Proc;
 #[cfg(target_arch = "x86_64")]
-use crate::sys::abi::{SYSCALL_INSN, USER_CS};
+use crate::sys::abi::{INT80_INSN, NR32_BRK, SYSCALL_INSN, USER32_CS, USER_CS};
 use crate::sys::process::{self as sys_process, ExecArgs};
 use crate::sys::ptrace as sys_ptrace;
 #[cfg(target_arch = "x86_64")]
@@ -423,6 +423,14 @@ fn read_image(child: &mut ChildGuard) -> io::Result<KernelImage> {
         _ => return Err(invalid_data("the tracee's registers are incomplete".into())),
     };
     let maps = proc.maps()?;
+    // An ia32 task (x86_64's 32-bit code selector) has 32-bit auxv words.
+    #[cfg(target_arch = "x86_64")]
+    let auxv = if raw_regs.cs == USER32_CS {
+        proc.auxv_words(4)?
+    } else {
+        proc.auxv()?
+    };
+    #[cfg(not(target_arch = "x86_64"))]
     let auxv = proc.auxv()?;
     #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
     let mut mm = proc.stat_mm()?;
@@ -444,6 +452,11 @@ fn read_image(child: &mut ChildGuard) -> io::Result<KernelImage> {
         usize::try_from(stack_top - sp).map_err(|_| invalid_data("stack too large".into()))?;
     let mut stack_bytes = vec![0u8; len];
     proc.read_mem(sp, &mut stack_bytes)?;
+    let vdso_image = maps.iter().find(|m| m.path == "[vdso]").and_then(|m| {
+        let mut bytes = vec![0u8; usize::try_from(m.end - m.start).ok()?];
+        proc.read_mem(m.start, &mut bytes).ok()?;
+        Some(bytes)
+    });
 
     // Last, because it runs code in the child. Elsewhere than x86_64 the break is not read:
     // right after an exec it always equals start_brk.
@@ -468,6 +481,7 @@ fn read_image(child: &mut ChildGuard) -> io::Result<KernelImage> {
         gids,
         no_new_privs,
         personality,
+        vdso_image,
     })
 }
 
@@ -478,19 +492,22 @@ fn read_image(child: &mut ChildGuard) -> io::Result<KernelImage> {
 fn inject_brk0(child: &mut ChildGuard, regs: &Regs, proc: Proc) -> Option<u64> {
     use std::os::unix::fs::FileExt;
     let pid = child.pid;
-    if regs.cs != USER_CS {
-        // Not 64-bit code: `syscall` would not mean the same thing.
-        return None;
-    }
+    // brk(0) by `syscall` in 64-bit code, by `int $0x80` in an ia32 task.
+    let (insn, nr) = match regs.cs {
+        USER_CS => (SYSCALL_INSN, libc::SYS_brk as u64),
+        USER32_CS => (INT80_INSN, NR32_BRK),
+        _ => return None,
+    };
     let mem = proc.open_mem().ok()?;
     let mut saved = [0u8; 2];
     mem.read_exact_at(&mut saved, regs.rip).ok()?;
-    mem.write_all_at(&SYSCALL_INSN, regs.rip).ok()?;
+    mem.write_all_at(&insn, regs.rip).ok()?;
 
     let result = (|| {
         let mut call = *regs;
-        call.rax = libc::SYS_brk as u64;
+        call.rax = nr;
         call.rdi = 0;
+        call.rbx = 0;
         call.orig_rax = u64::MAX;
         sys_ptrace::setregs(pid, &call).ok()?;
         sys_ptrace::singlestep(pid, 0).ok()?;
@@ -500,7 +517,7 @@ fn inject_brk0(child: &mut ChildGuard, regs: &Regs, proc: Proc) -> Option<u64> {
             return None;
         }
         let after = sys_ptrace::getregs(pid).ok()?;
-        if after.rip != regs.rip + SYSCALL_INSN.len() as u64 {
+        if after.rip != regs.rip + insn.len() as u64 {
             return None;
         }
         Some(after.rax)

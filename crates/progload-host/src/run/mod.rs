@@ -200,6 +200,7 @@ pub fn exec_in_place(
 /// process is killed with `SIGSEGV`. It never returns on success.
 #[doc(alias = "execve")]
 pub fn exec_plan_in_place(plan: &Plan<HostHandle>) -> Result<Infallible, RunError> {
+    refuse_compat(plan)?;
     #[cfg(target_arch = "x86_64")]
     {
         if caller::is_traced() {
@@ -216,6 +217,19 @@ pub fn exec_plan_in_place(plan: &Plan<HostHandle>) -> Result<Infallible, RunErro
             "userland exec is implemented for x86_64 only",
         )))
     }
+}
+
+/// An ia32 plan is refused before anything changes: the process would be left a 64-bit task
+/// (its mm, syscall ABI and signal frames stay 64-bit; only the kernel's exec makes a compat
+/// task), with no vdso32 to enter the kernel through.
+fn refuse_compat(plan: &Plan<HostHandle>) -> Result<(), RunError> {
+    if plan.arch == progload::arch::Arch::I386 {
+        return Err(RunError::Unsupported(String::from(
+            "an i386 program needs a 32-bit (compat) task, which only the kernel's execve \
+             makes; plan it, or compare it with the kernel (progload check)",
+        )));
+    }
+    Ok(())
 }
 
 /// The script of `plan` for the prepared caller `p` with its temporary pages `temp`: the state
@@ -293,6 +307,7 @@ pub fn spawn(
 /// # Errors
 /// As [`spawn`].
 pub fn spawn_plan(plan: &Plan<HostHandle>) -> Result<Pid, RunError> {
+    refuse_compat(plan)?;
     #[cfg(target_arch = "x86_64")]
     {
         spawn_child(plan)

@@ -34,6 +34,15 @@ pub(crate) const USER_DS: u64 = 0x2b;
 /// The x86_64 `syscall` instruction.
 #[cfg(target_arch = "x86_64")]
 pub(crate) const SYSCALL_INSN: [u8; 2] = [0x0f, 0x05];
+/// `__USER32_CS`: the selector of an ia32 task's code.
+#[cfg(target_arch = "x86_64")]
+pub(crate) const USER32_CS: u64 = 0x23;
+/// The i386 `int $0x80` instruction (the same length as `syscall`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) const INT80_INSN: [u8; 2] = [0xcd, 0x80];
+/// i386's `__NR_brk` (`arch/x86/entry/syscalls/syscall_32.tbl`).
+#[cfg(target_arch = "x86_64")]
+pub(crate) const NR32_BRK: u64 = 45;
 
 /// `sizeof(sigset_t)` in the kernel (`_NSIG / 8`): what `rt_sigaction` and `rt_sigprocmask`
 /// take as their last argument.

@@ -1,6 +1,7 @@
 //! Architecture descriptions: the constants and rules of `arch/*/include/asm` that differ.
 
 pub mod aarch64;
+pub mod i386;
 pub mod riscv64;
 pub mod x86_64;
 
@@ -15,6 +16,9 @@ pub enum Arch {
     Aarch64,
     /// RISC-V 64 (native 64-bit tasks).
     Riscv64,
+    /// i386 programs on an x86_64 kernel (compat tasks). A profile's `arch` is never this:
+    /// [`crate::Profile::compat_view`] derives the compat task's profile from an x86_64 one.
+    I386,
 }
 
 /// What `arch_align_stack()` does to a stack address.
@@ -76,6 +80,7 @@ impl Arch {
             Arch::X86_64 => &x86_64::SPEC,
             Arch::Aarch64 => &aarch64::SPEC,
             Arch::Riscv64 => &riscv64::SPEC,
+            Arch::I386 => &i386::SPEC,
         }
     }
 
@@ -85,6 +90,15 @@ impl Arch {
             Arch::X86_64 => "x86_64",
             Arch::Aarch64 => "aarch64",
             Arch::Riscv64 => "riscv64",
+            Arch::I386 => "i386",
+        }
+    }
+
+    /// The size of a word of the new process (`elf_addr_t`): argv, envp and auxv entries.
+    pub fn word_size(self) -> u64 {
+        match self {
+            Arch::I386 => 4,
+            Arch::X86_64 | Arch::Aarch64 | Arch::Riscv64 => 8,
         }
     }
 
@@ -94,6 +108,7 @@ impl Arch {
             "x86_64" => Some(Arch::X86_64),
             "aarch64" | "arm64" => Some(Arch::Aarch64),
             "riscv64" => Some(Arch::Riscv64),
+            "i386" => Some(Arch::I386),
             _ => None,
         }
     }
@@ -116,7 +131,12 @@ impl Registers {
     /// Every register with its value, in the kernel's `user_regs_struct` naming.
     pub fn named(&self) -> Vec<(&'static str, u64)> {
         match self.arch {
-            Arch::X86_64 => {
+            Arch::X86_64 | Arch::I386 => {
+                let (cs, ds, seg) = if self.arch == Arch::I386 {
+                    (i386::USER32_CS, i386::USER32_DS, i386::USER32_DS)
+                } else {
+                    (x86_64::USER_CS, x86_64::USER_DS, 0)
+                };
                 let mut v: Vec<(&'static str, u64)> = [
                     "r15", "r14", "r13", "r12", "rbp", "rbx", "r11", "r10", "r9", "r8", "rax",
                     "rcx", "rdx", "rsi", "rdi",
@@ -126,14 +146,14 @@ impl Registers {
                 .collect();
                 v.extend_from_slice(&[
                     ("rip", self.pc),
-                    ("cs", x86_64::USER_CS),
+                    ("cs", cs),
                     ("rflags", self.flags),
                     ("rsp", self.sp),
-                    ("ss", x86_64::USER_DS),
+                    ("ss", ds),
                     ("fs_base", 0),
                     ("gs_base", 0),
-                    ("ds", 0),
-                    ("es", 0),
+                    ("ds", seg),
+                    ("es", seg),
                     ("fs", 0),
                     ("gs", 0),
                 ]);

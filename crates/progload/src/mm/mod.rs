@@ -244,7 +244,12 @@ impl<'a, N: Clone> Mm<'a, N> {
         len: u64,
         offset: u64,
     ) -> Option<u64> {
+        // 6.8 (with the top-down fix): no THP alignment in a compat syscall, which an ia32
+        // exec is from SET_PERSONALITY on.
+        let compat_exempt =
+            self.profile.arch == crate::arch::Arch::I386 && self.rules.thp_topdown_skips_aligned;
         let thp = self.rules.thp_file_alignment
+            && !compat_exempt
             && file
                 .and_then(|f| self.files.get(f))
                 .is_some_and(|f| f.meta.thp_aligned);

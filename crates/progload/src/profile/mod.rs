@@ -169,6 +169,29 @@ pub struct Profile {
     /// [`ExecRules::tomoyo_realpath_fallback`](rules::ExecRules::tomoyo_realpath_fallback)
     /// it refuses with ENOENT an exec whose `bprm->filename` it cannot look up.
     pub tomoyo: bool,
+    /// What the kernel gives a 32-bit (ia32) program, on an x86_64 kernel with IA32
+    /// emulation; `None` where that is not known (a preset, a host where no 32-bit process
+    /// could be probed): 32-bit programs are then not modelled.
+    pub compat: Option<Compat>,
+}
+
+/// The values of an ia32 task on an x86_64 kernel that the 64-bit profile does not give
+/// (`compat_binfmt_elf`; the layout constants are in [`crate::arch::i386`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Compat {
+    /// `vm.mmap_rnd_compat_bits`.
+    pub mmap_rnd_bits: u32,
+    /// `AT_HWCAP` of a compat task.
+    pub hwcap: u64,
+    /// `AT_HWCAP2` of a compat task.
+    pub hwcap2: u64,
+    /// `AT_MINSIGSTKSZ` of a compat task (from 5.14).
+    pub minsigstksz: u64,
+    /// The vdso32 (`[vvar]`... and `[vdso]`), when `vdso32_enabled`.
+    pub vdso: Option<Vdso>,
+    /// The offset of `__kernel_vsyscall` in the vdso32 image (`AT_SYSINFO` is the vDSO's base
+    /// plus this).
+    pub vdso_entry: u64,
 }
 
 impl Profile {
@@ -216,7 +239,52 @@ impl Profile {
         if self.stack_guard_gap > 1 << 32 || self.mmap_rnd_bits > 40 {
             return Err("stack_guard_gap must be at most 4 GiB and mmap_rnd_bits at most 40");
         }
+        if let Some(c) = &self.compat {
+            let pages = c.vdso.as_ref().map_or(Some(0), |v| {
+                v.data
+                    .iter()
+                    .try_fold(v.text_pages(page), |acc, d| acc.checked_add(d.pages))
+            });
+            if pages.is_none_or(|p| p > 1024) || c.mmap_rnd_bits > 16 {
+                return Err("the compat vDSO must be at most 1024 pages and the compat mmap_rnd_bits at most 16");
+            }
+            if c.vdso
+                .as_ref()
+                .is_some_and(|v| c.vdso_entry >= v.image.len() as u64)
+            {
+                return Err("the compat vDSO entry must lie inside its image");
+            }
+        }
         Ok(())
+    }
+
+    /// The profile an ia32 program is loaded with: this x86_64 profile after
+    /// `set_personality_ia32()` (`TIF_ADDR32`, `TS_COMPAT`): the 32-bit `TASK_SIZE` and stack
+    /// top, the compat `ELF_ET_DYN_BASE`, legacy base, mmap randomization, hwcaps, platform
+    /// and vDSO, and no `[vsyscall]`. `STACK_TOP_MAX` stays: the arguments were copied before
+    /// the personality changed. `None` without [`Profile::compat`] or on another architecture.
+    pub fn compat_view(&self) -> Option<Profile> {
+        let c = self.compat.as_ref()?;
+        if self.arch != Arch::X86_64 {
+            return None;
+        }
+        Some(Profile {
+            arch: Arch::I386,
+            task_size: crate::arch::i386::TASK_SIZE,
+            stack_top: crate::arch::i386::TASK_SIZE,
+            elf_et_dyn_base: crate::arch::i386::ELF_ET_DYN_BASE,
+            task_unmapped_base: crate::arch::i386::TASK_UNMAPPED_BASE,
+            mmap_rnd_bits: c.mmap_rnd_bits,
+            hwcap: c.hwcap,
+            hwcap2: c.hwcap2,
+            hwcap3: None,
+            cache_auxv: Vec::new(),
+            minsigstksz: c.minsigstksz,
+            platform: String::from(crate::arch::i386::SPEC.platform),
+            vdso: c.vdso.clone(),
+            vsyscall: false,
+            ..self.clone()
+        })
     }
 
     /// `MAX_ARG_STRLEN`: 32 pages.

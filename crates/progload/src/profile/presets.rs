@@ -167,6 +167,8 @@ impl Profile {
             cap_sys_rawio: true,
             // Debian's CONFIG_LSM lists tomoyo, which stacks beside AppArmor.
             tomoyo: true,
+            // The vdso32 image and its entry are a build's: a preset plans no 32-bit program.
+            compat: None,
         }
     }
 
@@ -217,6 +219,8 @@ impl Profile {
             cap_sys_rawio: true,
             // Debian's CONFIG_LSM lists tomoyo, which stacks beside AppArmor.
             tomoyo: true,
+            // The vdso32 image and its entry are a build's: a preset plans no 32-bit program.
+            compat: None,
         }
     }
 
@@ -267,6 +271,8 @@ impl Profile {
             cap_sys_rawio: true,
             // Debian's CONFIG_LSM lists tomoyo, which stacks beside AppArmor.
             tomoyo: true,
+            // The vdso32 image and its entry are a build's: a preset plans no 32-bit program.
+            compat: None,
         }
         .with_riscv64_paging(57)
     }
@@ -306,6 +312,8 @@ impl Profile {
             Arch::X86_64 => Self::linux_x86_64(kernel),
             Arch::Aarch64 => Self::linux_aarch64(kernel),
             Arch::Riscv64 => Self::linux_riscv64(kernel).with_riscv64_paging(riscv64_va_bits(name)),
+            // No preset is a compat task's kernel (PRESETS has none).
+            Arch::I386 => return None,
         })
     }
 

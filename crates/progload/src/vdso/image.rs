@@ -4,9 +4,10 @@
 use alloc::vec::Vec;
 
 use object::elf::{
-    FileHeader64, ProgramHeader64, ELFCLASS64, ELFDATA2LSB, ET_DYN, ET_EXEC, EV_CURRENT, PF_R,
-    PF_X, PT_LOAD,
+    FileHeader32, FileHeader64, ELFCLASS32, ELFCLASS64, ELFDATA2LSB, ET_DYN, ET_EXEC, EV_CURRENT,
+    PF_R, PF_X, PT_LOAD,
 };
+use object::read::elf::{FileHeader, ProgramHeader};
 use object::LittleEndian as LE;
 
 use crate::arch::Arch;
@@ -38,42 +39,59 @@ pub enum VdsoError {
 }
 
 /// Checks a vDSO image: header, program headers, and PT_LOADs laid out in the file exactly as
-/// in memory, without bss, in order, each on its own pages.
+/// in memory, without bss, in order, each on its own pages. An i386 (vdso32) image is ELF32,
+/// the others ELF64.
 ///
 /// # Errors
 /// The first rule the image breaks.
 pub fn validate(image: &[u8], arch: Arch, page: u64) -> Result<(), VdsoError> {
-    let raw = image.get(..64).ok_or(VdsoError::Header)?;
-    let (h, _) =
-        object::pod::from_bytes::<FileHeader64<LE>>(raw).map_err(|()| VdsoError::Header)?;
-    let id = &h.e_ident;
-    let e_type = h.e_type.get(LE);
+    if arch == Arch::I386 {
+        validate_class::<FileHeader32<LE>>(image, arch, page)
+    } else {
+        validate_class::<FileHeader64<LE>>(image, arch, page)
+    }
+}
+
+fn validate_class<H: FileHeader<Endian = LE>>(
+    image: &[u8],
+    arch: Arch,
+    page: u64,
+) -> Result<(), VdsoError> {
+    let (class, ehdr, phent) = if H::is_type_64_sized() {
+        (ELFCLASS64, 64, 56)
+    } else {
+        (ELFCLASS32, 52, 32)
+    };
+    let raw = image.get(..ehdr).ok_or(VdsoError::Header)?;
+    let (h, _) = object::pod::from_bytes::<H>(raw).map_err(|()| VdsoError::Header)?;
+    let id = h.e_ident();
+    let e_type = h.e_type(LE);
     if id.magic != object::elf::ELFMAG
-        || id.class != ELFCLASS64
+        || id.class != class
         || id.data != ELFDATA2LSB
         || id.version != EV_CURRENT
-        || h.e_machine.get(LE) != arch.spec().e_machine
+        || h.e_machine(LE) != arch.spec().e_machine
         || (e_type != ET_EXEC && e_type != ET_DYN)
-        || h.e_phentsize.get(LE) != 56
+        || usize::from(h.e_phentsize(LE)) != phent
     {
         return Err(VdsoError::Header);
     }
-    let phnum = usize::from(h.e_phnum.get(LE));
+    let phnum = usize::from(h.e_phnum(LE));
     if phnum == 0 || phnum > 73 {
         return Err(VdsoError::ProgramHeaders);
     }
-    let off = usize::try_from(h.e_phoff.get(LE)).map_err(|_| VdsoError::ProgramHeaders)?;
+    let off = usize::try_from(h.e_phoff(LE).into()).map_err(|_| VdsoError::ProgramHeaders)?;
     let table = off
-        .checked_add(phnum * 56)
+        .checked_add(phnum.saturating_mul(phent))
         .and_then(|end| image.get(off..end))
         .ok_or(VdsoError::ProgramHeaders)?;
-    let (phdrs, _) = object::pod::slice_from_bytes::<ProgramHeader64<LE>>(table, phnum)
+    let (phdrs, _) = object::pod::slice_from_bytes::<H::ProgramHeader>(table, phnum)
         .map_err(|()| VdsoError::ProgramHeaders)?;
     let mut first_vaddr = None;
     let mut prev_end: Option<u64> = None;
-    for p in phdrs.iter().filter(|p| p.p_type.get(LE) == PT_LOAD) {
-        let (offset, vaddr) = (p.p_offset.get(LE), p.p_vaddr.get(LE));
-        let (filesz, memsz) = (p.p_filesz.get(LE), p.p_memsz.get(LE));
+    for p in phdrs.iter().filter(|p| p.p_type(LE) == PT_LOAD) {
+        let (offset, vaddr): (u64, u64) = (p.p_offset(LE).into(), p.p_vaddr(LE).into());
+        let (filesz, memsz): (u64, u64) = (p.p_filesz(LE).into(), p.p_memsz(LE).into());
         let base = *first_vaddr.get_or_insert(vaddr);
         if prev_end.is_none() && offset != 0 {
             return Err(VdsoError::FirstOffset);
@@ -111,6 +129,24 @@ pub fn placeholder(arch: Arch, pages: u64, page: u64) -> Vec<u8> {
         }
     };
     put(&mut f, 0, &object::elf::ELFMAG);
+    if arch == Arch::I386 {
+        // ELF32: the header (52 bytes), then one program header.
+        put(&mut f, 4, &[ELFCLASS32, ELFDATA2LSB, EV_CURRENT]);
+        put(&mut f, 16, &ET_DYN.to_le_bytes());
+        put(&mut f, 18, &arch.spec().e_machine.to_le_bytes());
+        put(&mut f, 20, &1u32.to_le_bytes());
+        put(&mut f, 28, &52u32.to_le_bytes());
+        put(&mut f, 40, &52u16.to_le_bytes());
+        put(&mut f, 42, &32u16.to_le_bytes());
+        put(&mut f, 44, &1u16.to_le_bytes());
+        let size = u32::try_from(len).unwrap_or(0);
+        put(&mut f, 52, &PT_LOAD.to_le_bytes());
+        put(&mut f, 68, &size.to_le_bytes());
+        put(&mut f, 72, &size.to_le_bytes());
+        put(&mut f, 76, &(PF_R | PF_X).to_le_bytes());
+        put(&mut f, 80, &u32::try_from(page).unwrap_or(0).to_le_bytes());
+        return f;
+    }
     put(&mut f, 4, &[ELFCLASS64, ELFDATA2LSB, EV_CURRENT]);
     put(&mut f, 16, &ET_DYN.to_le_bytes());
     put(&mut f, 18, &arch.spec().e_machine.to_le_bytes());
@@ -149,5 +185,9 @@ mod tests {
             validate(&img[..10], Arch::X86_64, 4096),
             Err(VdsoError::Header)
         );
+        let img32 = placeholder(Arch::I386, 1, 4096);
+        assert_eq!(validate(&img32, Arch::I386, 4096), Ok(()));
+        assert_eq!(validate(&img32, Arch::X86_64, 4096), Err(VdsoError::Header));
+        assert_eq!(validate(&img, Arch::I386, 4096), Err(VdsoError::Header));
     }
 }

@@ -3,7 +3,7 @@
 
 use alloc::vec::Vec;
 
-use object::elf::{FileHeader64, ProgramHeader64, ET_DYN, ET_EXEC};
+use object::elf::{FileHeader32, FileHeader64, ProgramHeader32, ProgramHeader64, ET_DYN, ET_EXEC};
 use object::LittleEndian as LE;
 
 use crate::errno::Errno;
@@ -30,6 +30,10 @@ pub const PF_R: u32 = object::elf::PF_R;
 pub const EHDR_SIZE: usize = 64;
 /// Size of an ELF64 program header (`sizeof(struct elf_phdr)`).
 pub const PHDR_SIZE: usize = 56;
+/// Size of an ELF32 file header (what the compat loader reads of an interpreter).
+pub const EHDR32_SIZE: usize = 52;
+/// Size of an ELF32 program header.
+pub const PHDR32_SIZE: usize = 32;
 /// Largest program header table the kernel reads.
 pub const MAX_PHDRS_BYTES: usize = 65_536;
 
@@ -54,6 +58,8 @@ pub struct Header {
     /// The same bytes read as an ELF32 header, for the compat loader (which, like the native
     /// one, never looks at `EI_CLASS`).
     pub elf32: Elf32Fields,
+    /// The fields above are the ELF32 reading ([`Header::as_elf32`]): the compat loader's.
+    pub class32: bool,
 }
 
 /// The ELF32 fields `compat_binfmt_elf` checks before it loads anything.
@@ -61,6 +67,10 @@ pub struct Header {
 pub struct Elf32Fields {
     /// `e_flags` (offset 0x24).
     pub e_flags: u32,
+    /// `e_entry` (offset 0x18).
+    pub e_entry: u32,
+    /// `e_phoff` (offset 0x1c).
+    pub e_phoff: u32,
     /// `e_phentsize` (offset 0x2a).
     pub e_phentsize: u16,
     /// `e_phnum` (offset 0x2c).
@@ -75,12 +85,56 @@ impl Elf32Fields {
     }
 }
 
+fn le32(b: Option<&[u8]>) -> u32 {
+    b.and_then(|b| <[u8; 4]>::try_from(b).ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
 fn le16(b: Option<&[u8]>) -> u16 {
     b.and_then(|b| <[u8; 2]>::try_from(b).ok())
         .map_or(0, u16::from_le_bytes)
 }
 
 impl Header {
+    /// The header as the compat loader reads it: the same bytes as an ELF32 header.
+    pub fn as_elf32(&self) -> Header {
+        Header {
+            e_entry: u64::from(self.elf32.e_entry),
+            e_phoff: u64::from(self.elf32.e_phoff),
+            e_phentsize: self.elf32.e_phentsize,
+            e_phnum: self.elf32.e_phnum,
+            class32: true,
+            ..*self
+        }
+    }
+
+    /// Reads an ELF32 header (at least [`EHDR32_SIZE`] bytes: the compat loader's
+    /// interpreter), read as [`Header::as_elf32`]; `None` when the magic is not ELF.
+    pub fn parse_elf32(buf: &[u8]) -> Option<Header> {
+        let raw = buf.get(..EHDR32_SIZE)?;
+        let (h, _) = object::pod::from_bytes::<FileHeader32<LE>>(raw).ok()?;
+        if h.e_ident.magic != object::elf::ELFMAG {
+            return None;
+        }
+        Some(Header {
+            e_type: h.e_type.get(LE),
+            e_machine: h.e_machine.get(LE),
+            e_entry: u64::from(h.e_entry.get(LE)),
+            e_phoff: u64::from(h.e_phoff.get(LE)),
+            e_phentsize: h.e_phentsize.get(LE),
+            e_phnum: h.e_phnum.get(LE),
+            ei_class: h.e_ident.class,
+            elf32: Elf32Fields {
+                e_flags: h.e_flags.get(LE),
+                e_entry: h.e_entry.get(LE),
+                e_phoff: h.e_phoff.get(LE),
+                e_phentsize: h.e_phentsize.get(LE),
+                e_phnum: h.e_phnum.get(LE),
+            },
+            class32: true,
+        })
+    }
+
     /// Reads the header from the first bytes of a file; `None` when the magic is not ELF.
     pub fn parse(buf: &[u8]) -> Option<Header> {
         let raw = buf.get(..EHDR_SIZE)?;
@@ -97,13 +151,13 @@ impl Header {
             e_phnum: h.e_phnum.get(LE),
             ei_class: h.e_ident.class,
             elf32: Elf32Fields {
-                e_flags: raw
-                    .get(0x24..0x28)
-                    .and_then(|b| <[u8; 4]>::try_from(b).ok())
-                    .map_or(0, u32::from_le_bytes),
+                e_flags: le32(raw.get(0x24..0x28)),
+                e_entry: le32(raw.get(0x18..0x1c)),
+                e_phoff: le32(raw.get(0x1c..0x20)),
                 e_phentsize: le16(raw.get(0x2a..0x2c)),
                 e_phnum: le16(raw.get(0x2c..0x2e)),
             },
+            class32: false,
         })
     }
 
@@ -168,10 +222,11 @@ pub fn load_phdrs<F: FileSystem + ?Sized>(
     h: &Header,
     max_bytes: usize,
 ) -> Result<Vec<Phdr>, PhdrsError> {
-    if usize::from(h.e_phentsize) != PHDR_SIZE {
+    let entsize = if h.class32 { PHDR32_SIZE } else { PHDR_SIZE };
+    if usize::from(h.e_phentsize) != entsize {
         return Err(PhdrsError::EntSize);
     }
-    let size = usize::from(h.e_phnum) * PHDR_SIZE;
+    let size = usize::from(h.e_phnum).saturating_mul(entsize);
     if size == 0 || size > MAX_PHDRS_BYTES || size > max_bytes {
         return Err(PhdrsError::Count);
     }
@@ -182,6 +237,23 @@ pub fn load_phdrs<F: FileSystem + ?Sized>(
     match read_full(fs, node, h.e_phoff, &mut buf) {
         Ok(n) if n == size => {}
         _ => return Err(PhdrsError::Short),
+    }
+    if h.class32 {
+        let (raw, _) =
+            object::pod::slice_from_bytes::<ProgramHeader32<LE>>(&buf, usize::from(h.e_phnum))
+                .map_err(|()| PhdrsError::Short)?;
+        return Ok(raw
+            .iter()
+            .map(|p| Phdr {
+                p_type: p.p_type.get(LE),
+                p_flags: p.p_flags.get(LE),
+                p_offset: u64::from(p.p_offset.get(LE)),
+                p_vaddr: u64::from(p.p_vaddr.get(LE)),
+                p_filesz: u64::from(p.p_filesz.get(LE)),
+                p_memsz: u64::from(p.p_memsz.get(LE)),
+                p_align: u64::from(p.p_align.get(LE)),
+            })
+            .collect());
     }
     let (raw, _) =
         object::pod::slice_from_bytes::<ProgramHeader64<LE>>(&buf, usize::from(h.e_phnum))

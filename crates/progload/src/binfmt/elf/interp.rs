@@ -13,7 +13,9 @@ use crate::profile::Credentials;
 use crate::resolve::{self, DirPath, Found};
 use crate::trace::{Role, Step, Tracer};
 
-use super::header::{self, prot_of, total_mapping_size, Header, Phdr, EHDR_SIZE, PT_LOAD};
+use super::header::{
+    self, prot_of, total_mapping_size, Header, Phdr, EHDR32_SIZE, EHDR_SIZE, PT_LOAD,
+};
 use super::map::{
     elf_load, elf_map, map_bss, map_error, pad_zero_old, segment_in_range, BssExtent, Placement,
 };
@@ -81,7 +83,10 @@ pub(super) fn open<F: FileSystem + ?Sized>(
             path: Bytes(name.to_vec()),
             problem,
         })?;
-    let raw = header::read_exact(fs, &file.node, 0, EHDR_SIZE).map_err(|errno| {
+    // The compat loader reads an ELF32 header.
+    let compat = spec.e_machine == crate::arch::i386::EM_386;
+    let ehdr_size = if compat { EHDR32_SIZE } else { EHDR_SIZE };
+    let raw = header::read_exact(fs, &file.node, 0, ehdr_size).map_err(|errno| {
         if errno == Errno::EIO {
             Error::InterpHeaderShort(Bytes(name.to_vec()))
         } else {
@@ -101,10 +106,15 @@ pub(super) fn open<F: FileSystem + ?Sized>(
         path: Bytes(name.to_vec()),
         problem,
     };
-    let hdr = Header::parse(&raw).ok_or_else(|| bad(InterpProblem::BadMagic))?;
-    if hdr.e_machine != spec.e_machine
-        || (spec.checks_class && hdr.ei_class != object::elf::ELFCLASS64)
-    {
+    let hdr = if compat {
+        Header::parse_elf32(&raw)
+    } else {
+        Header::parse(&raw)
+    }
+    .ok_or_else(|| bad(InterpProblem::BadMagic))?;
+    let machine_ok =
+        hdr.e_machine == spec.e_machine || (compat && hdr.e_machine == crate::arch::i386::EM_486);
+    if !machine_ok || (spec.checks_class && hdr.ei_class != object::elf::ELFCLASS64) {
         return Err(bad(InterpProblem::WrongMachine(hdr.e_machine)));
     }
     let phdrs = header::load_phdrs(fs, &file.node, &hdr, phdrs_limit)

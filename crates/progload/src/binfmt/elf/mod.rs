@@ -52,6 +52,8 @@ pub(crate) struct ElfImage<N> {
     pub exec_stack: Option<bool>,
     /// arm64 BTI is on for the segments of the ELF whose note was parsed.
     pub bti: bool,
+    /// An ia32 program, loaded by `compat_binfmt_elf` with [`Profile::compat_view`].
+    pub compat: bool,
 }
 
 impl<N> ElfImage<N> {
@@ -82,11 +84,21 @@ pub(crate) fn check<F: FileSystem + ?Sized>(
     // reading gets past the phdr checks (and, on arm64, it is EABI); else ENOEXEC as well.
     let eabi_ok = profile.arch != Arch::Aarch64 || hdr.elf32.e_flags & 0xff00_0000 != 0;
     if spec.compat_machines.contains(&hdr.e_machine) && hdr.elf32.phdrs_ok() && eabi_ok {
+        // The native loader refused the machine; compat_binfmt_elf reads the file as ELF32
+        // with the compat task's profile.
+        if let Some(view) = profile.compat_view() {
+            let mut img = check(fs, &view, cwd, file, hdr.as_elf32(), trace)?;
+            img.compat = true;
+            return Ok(img);
+        }
         return Err(Error::CompatElf {
             machine: hdr.e_machine,
         });
     }
-    if hdr.e_machine != spec.e_machine {
+    // elf_check_arch_ia32() takes EM_486 as well.
+    let machine_ok = hdr.e_machine == spec.e_machine
+        || (profile.arch == Arch::I386 && hdr.e_machine == crate::arch::i386::EM_486);
+    if !machine_ok {
         return Err(Error::ElfMachine {
             found: hdr.e_machine,
             expected: spec.e_machine,
@@ -172,6 +184,7 @@ pub(crate) fn check<F: FileSystem + ?Sized>(
         interp,
         exec_stack,
         bti,
+        compat: false,
     })
 }
 
@@ -326,6 +339,7 @@ pub(crate) fn load<N: Clone>(
         align_sub: stack::align_stack_rnd(mm),
         platform: profile.platform.as_bytes(),
         random,
+        word: profile.arch.word_size(),
     };
     let (platform_addr, random_addr) = tables.string_addrs()?;
     let execfn_len = (execfn.len() as u64).saturating_add(1);
@@ -334,7 +348,11 @@ pub(crate) fn load<N: Clone>(
         &AuxvInputs {
             vdso_base,
             phdr_addr: prog.phdr_addr,
-            phent: PHDR_SIZE as u64,
+            phent: if img.hdr.class32 {
+                header::PHDR32_SIZE as u64
+            } else {
+                PHDR_SIZE as u64
+            },
             phnum: img.hdr.e_phnum,
             interp_base,
             preserve_argv0: c.preserve_argv0,
