@@ -174,14 +174,21 @@ fn success_lists_the_steps() {
     }
 }
 
-/// A 32-bit i386 program: the explanation says the ENOEXEC is progload's limit (the kernel
-/// with IA32 emulation runs such programs), not a property of the file.
+/// A 32-bit i386 program: with the host profile (which describes the compat task) the
+/// explanation walks the compat loader to the result; with a preset, which has no compat part,
+/// it says the ENOEXEC is progload's limit (the kernel with IA32 emulation runs such
+/// programs), not a property of the file.
 #[test]
-fn a_32_bit_program_is_progloads_limit() {
+fn a_32_bit_program_is_explained() {
     let dir = progs::TempDir::new().unwrap();
     let elf32 = progload_testkit::elfbuild::minimal_i386_exec();
     let f = progs::write_executable(dir.path(), "elf32", &elf32).unwrap();
     let (code, out) = explain(&f, &[]);
+    assert_eq!(code, 0, "{out}");
+    for n in ["is ELF", "point of no return", "map PT_LOAD", "result:"] {
+        assert!(out.contains(n), "missing {n:?} in:\n{out}");
+    }
+    let (code, out) = explain(&f, &["--profile", "x86_64"]);
     assert_eq!(code, 126, "{out}");
     for n in [
         "32-bit i386 program",

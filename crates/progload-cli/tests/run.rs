@@ -418,6 +418,25 @@ fn errors_exit_127_and_126() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("EACCES"));
 }
 
+/// An i386 program, which the kernel runs, is refused before anything changes, saying why.
+#[test]
+fn an_i386_program_is_refused_with_the_reason() {
+    let dir = TempDir::new().unwrap();
+    let f = dir.join("elf32");
+    std::fs::write(&f, progload_testkit::elfbuild::minimal_i386_exec()).unwrap();
+    std::fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = Command::new(PROGLOAD).arg("run").arg(&f).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(126), "{err}");
+    assert!(
+        err.contains("an i386 program needs a 32-bit (compat) task"),
+        "{err}"
+    );
+    // The kernel runs it (exit 0).
+    let k = Command::new(&f).status().unwrap();
+    assert_eq!(k.code(), Some(0));
+}
+
 /// Runs `progload run ARGS` in a child whose seccomp filter kills the process on every
 /// execve-family call except the execve of progload itself, recognised by its path pointer
 /// at a fixed unusual address. Returns the wait status and stdout.

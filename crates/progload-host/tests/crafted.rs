@@ -38,7 +38,7 @@ use progload_host::probe::{
     probe, probe_execveat, probe_native_supported, ProbeDirFd, ProbeExecveat, ProbeOutcome,
     ProbeRequest,
 };
-use progload_host::{host_profile, HostFs, HostHandle};
+use progload_host::{HostFs, HostHandle};
 use progload_testkit::elfbuild::{
     machine_name, minimal_arm_exec, Arch, ElfBuilder, ProgramHeader, EF_ARM_EABI_VER5, EM_386,
     EM_ARM, ET_CORE, ET_DYN, ET_EXEC, ET_REL, PF_R, PF_W, PF_X, PT_GNU_PROPERTY, PT_GNU_STACK,
@@ -63,7 +63,7 @@ const LD_SO: &str = ARCH.ld_so();
 /// The running kernel's profile, read once.
 fn host() -> &'static Profile {
     static HOST: std::sync::OnceLock<Profile> = std::sync::OnceLock::new();
-    HOST.get_or_init(|| host_profile().expect("host profile"))
+    HOST.get_or_init(|| progload_host::host_profile_with_compat().expect("host profile"))
 }
 
 /// `TASK_SIZE` of a 64-bit task on the running kernel (x86_64 4-level: 0x7fff_ffff_f000; arm64
@@ -80,6 +80,8 @@ fn stack_top() -> u64 {
 
 #[path = "crafted/asterinas.rs"]
 mod asterinas;
+#[path = "crafted/elf32.rs"]
+mod elf32;
 #[path = "crafted/gvisor.rs"]
 mod gvisor;
 #[path = "crafted/selftests.rs"]
@@ -1780,6 +1782,7 @@ fn crafted_files_match_the_kernel() {
     path_cases(&mut t);
     script_cases(&mut t);
     e2big_cases(&mut t);
+    elf32::cases(&mut t);
     let fs = TestFs {
         host: HostFs::new("/").expect("host fs"),
     };

@@ -49,7 +49,7 @@ fn run(case: &Case) -> Vec<String> {
             String::from_utf8_lossy(&case.path)
         ),
     };
-    let mut profile = host_profile().expect("host profile");
+    let mut profile = progload_host::host_profile_with_compat().expect("host profile");
     profile.personality |= ADDR_NO_RANDOMIZE;
     if let Some(r) = case.rlimit {
         profile.stack_rlimit = r;
@@ -235,4 +235,28 @@ fn wrong_profile_is_detected() {
     assert_eq!(compare(&p, &kernel), vec![]);
     assert!(kernel.maps.len() >= 8, "{:?}", kernel.maps);
     assert_eq!(p.maps().len(), kernel.maps.len());
+}
+
+/// i386 programs on this x86_64 kernel (`compat_binfmt_elf`): gcc -m32 builds of every kind,
+/// each planned with the profile's compat part (the vdso32 and compat values a probe of a
+/// 32-bit program captured) and compared with the kernel's ia32 task.
+#[test]
+fn i386_programs() {
+    let compat = progload_host::host_profile_with_compat()
+        .expect("host profile")
+        .compat;
+    assert!(
+        compat.is_some(),
+        "this x86_64 kernel must run i386 programs (IA32 emulation) for the compat profile"
+    );
+    for prog in [
+        progs::Prog::Static32,
+        progs::Prog::StaticPie32,
+        progs::Prog::Pie32,
+        progs::Prog::NoPie32,
+        progs::Prog::PieExecStack32,
+        progs::Prog::PieAlign2M32,
+    ] {
+        assert_same(Case::new(progs::path(prog).as_os_str().as_encoded_bytes()));
+    }
 }

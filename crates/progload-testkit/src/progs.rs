@@ -42,6 +42,18 @@ pub enum Prog {
     /// A PIE with a 1 MiB bss, mapped anonymously past the file (`vm_brk_flags()`):
     /// `gcc -O1`.
     BigBss,
+    /// The C program as an i386 PIE: `gcc -m32 -O1` (needs gcc-multilib).
+    Pie32,
+    /// i386, `ET_EXEC` with `PT_INTERP`: `gcc -m32 -O1 -no-pie`.
+    NoPie32,
+    /// i386 static: `gcc -m32 -O1 -static -no-pie`.
+    Static32,
+    /// i386 static PIE: `gcc -m32 -O1 -static-pie`.
+    StaticPie32,
+    /// i386 PIE with an executable stack: `gcc -m32 -O1 -z execstack`.
+    PieExecStack32,
+    /// i386 PIE with 2 MiB segment alignment: `gcc -m32 -O1 -Wl,-z,max-page-size=0x200000`.
+    PieAlign2M32,
 }
 
 const C_MAIN: &str = "int main(void) { return 0; }\n";
@@ -78,7 +90,7 @@ _start:
 
 impl Prog {
     /// Every program, in declaration order.
-    pub const ALL: [Prog; 9] = [
+    pub const ALL: [Prog; 15] = [
         Prog::Pie,
         Prog::NoPie,
         Prog::Static,
@@ -88,6 +100,12 @@ impl Prog {
         Prog::PieExecStack,
         Prog::AsmExit,
         Prog::BigBss,
+        Prog::Pie32,
+        Prog::NoPie32,
+        Prog::Static32,
+        Prog::StaticPie32,
+        Prog::PieExecStack32,
+        Prog::PieAlign2M32,
     ];
 
     /// The output file name in [`cache_dir`].
@@ -102,6 +120,12 @@ impl Prog {
             Prog::PieExecStack => "pie-execstack",
             Prog::AsmExit => "asm-exit",
             Prog::BigBss => "big-bss",
+            Prog::Pie32 => "pie-m32",
+            Prog::NoPie32 => "no-pie-m32",
+            Prog::Static32 => "static-m32",
+            Prog::StaticPie32 => "static-pie-m32",
+            Prog::PieExecStack32 => "pie-execstack-m32",
+            Prog::PieAlign2M32 => "pie-align-2m-m32",
         }
     }
 
@@ -115,6 +139,12 @@ impl Prog {
             Prog::PieAlign2M => &["-O1", "-Wl,-z,max-page-size=0x200000"],
             Prog::PieExecStack => &["-O1", "-z", "execstack"],
             Prog::AsmExit => &["-nostdlib", "-static", "-no-pie"],
+            Prog::Pie32 => &["-m32", "-O1"],
+            Prog::NoPie32 => &["-m32", "-O1", "-no-pie"],
+            Prog::Static32 => &["-m32", "-O1", "-static", "-no-pie"],
+            Prog::StaticPie32 => &["-m32", "-O1", "-static-pie"],
+            Prog::PieExecStack32 => &["-m32", "-O1", "-z", "execstack"],
+            Prog::PieAlign2M32 => &["-m32", "-O1", "-Wl,-z,max-page-size=0x200000"],
         }
     }
 
