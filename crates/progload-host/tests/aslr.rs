@@ -1,12 +1,13 @@
 //! Randomization on: over 200 kernel execs and 200 plans (seeds 0..200) of the same PIE, static
-//! non-PIE and static-PIE, each randomized quantity (PIE base, interpreter base, vDSO, stack
+//! non-PIE and static-PIE, 64-bit and i386 (the compat mmap base, stack, brk and ET_DYN
+//! base of an ia32 task), each randomized quantity (PIE base, interpreter base, vDSO, stack
 //! top, brk) must show the same alignment, the same number of random bits and the same range
 //! as the kernel's. The figures are printed (`--nocapture`) for the README.
 
 use progload::auxv::{AT_BASE, AT_SYSINFO_EHDR};
 use progload::{plan, LoadRequest, SeededRng};
 use progload_host::probe::{probe, KernelImage, ProbeOutcome, ProbeRequest};
-use progload_host::{host_profile, HostFs};
+use progload_host::{host_profile_with_compat, HostFs};
 use progload_testkit::progs;
 
 const RUNS: u64 = 200;
@@ -88,14 +89,21 @@ fn column(samples: &[Sample], name: &str) -> Vec<u64> {
 
 #[test]
 fn randomized_layouts_match_the_kernels_distribution() {
-    let profile = host_profile().unwrap();
+    let profile = host_profile_with_compat().unwrap();
     assert!(
         profile.randomizes(),
         "the test process must run with randomization on"
     );
     let fs = HostFs::new("/").unwrap();
     let mut failures = Vec::new();
-    for prog in [progs::pie(), progs::static_exec(), progs::static_pie()] {
+    for prog in [
+        progs::pie(),
+        progs::static_exec(),
+        progs::static_pie(),
+        progs::path(progs::Prog::Pie32),
+        progs::path(progs::Prog::Static32),
+        progs::path(progs::Prog::StaticPie32),
+    ] {
         let path = prog.as_os_str().as_encoded_bytes().to_vec();
         let argv = vec![path.clone()];
         let mut ks = Vec::new();
