@@ -20,6 +20,8 @@ const REAL: &[&str] = &[
     "/bin/sh",
     "/usr/bin/env",
     "/usr/bin/ls",
+    // An i386 program (planned when the scenario gives the profile a compat part).
+    "/usr/libexec/valgrind/none-x86-linux",
 ];
 
 const KINDS: [Kind; 5] = [

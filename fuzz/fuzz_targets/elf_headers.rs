@@ -1,5 +1,6 @@
 //! ELF header and program header table validation: `Header::parse` on the first bytes of the
-//! input and `load_phdrs` over a MemFs file holding the whole input.
+//! input and `load_phdrs` over a MemFs file holding the whole input, for the native reading
+//! and the compat loader's ELF32 one (`Header::as_elf32`).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -22,6 +23,25 @@ fuzz_target!(|data: &[u8]| {
     let mut fs = MemFs::new();
     fs.add_file(b"/f", 0o755, data.to_vec());
     let node = fs.lookup(&fs.root(), b"f").expect("just added");
+    // The ELF32 reading: the same bytes as a 32-bit header, and its 32-byte entries widened.
+    let h32 = h.as_elf32();
+    assert_eq!(Header::parse_elf32(&buf), Some(h32));
+    if let Ok(phdrs) = elf::load_phdrs(&fs, &node, &h32, elf::MAX_PHDRS_BYTES) {
+        assert_eq!(h32.e_phentsize, 32);
+        assert_eq!(phdrs.len(), usize::from(h32.e_phnum));
+        for (i, p) in phdrs.iter().enumerate() {
+            let at = h32.e_phoff as usize + i * 32;
+            let u32_at =
+                |o: usize| u32::from_le_bytes(data[at + o..at + o + 4].try_into().unwrap());
+            assert_eq!(p.p_type, u32_at(0));
+            assert_eq!(p.p_offset, u64::from(u32_at(4)));
+            assert_eq!(p.p_vaddr, u64::from(u32_at(8)));
+            assert_eq!(p.p_filesz, u64::from(u32_at(16)));
+            assert_eq!(p.p_memsz, u64::from(u32_at(20)));
+            assert_eq!(p.p_flags, u32_at(24));
+            assert_eq!(p.p_align, u64::from(u32_at(28)));
+        }
+    }
     match elf::load_phdrs(&fs, &node, &h, elf::MAX_PHDRS_BYTES) {
         Ok(phdrs) => {
             // The shape the kernel accepts: 56-byte entries, 1..=64 KiB, wholly in the file.

@@ -600,6 +600,33 @@ impl Scenario {
         let arch = if self.aarch64 { "aarch64" } else { "x86_64" };
         let mut profile =
             Profile::preset(&format!("{arch}-{release}")).expect("every preset name exists");
+        // The next bit of the release gives an x86_64 profile a compat part (a placeholder
+        // vdso32), so that i386 files are planned through compat_binfmt_elf.
+        if !self.aarch64 && self.kernel & 4 != 0 {
+            let page = profile.page_size;
+            profile.compat = Some(progload::profile::Compat {
+                mmap_rnd_bits: 8,
+                hwcap: profile.hwcap,
+                hwcap2: profile.hwcap2,
+                minsigstksz: profile.minsigstksz,
+                vdso: progload::profile::Vdso::new(
+                    vec![progload::profile::VdsoPart {
+                        name: "[vvar]".into(),
+                        pages: 4,
+                        prot: progload::Prot::READ,
+                    }],
+                    std::sync::Arc::from(progload::vdso::placeholder(
+                        progload::arch::Arch::I386,
+                        1,
+                        page,
+                    )),
+                    progload::arch::Arch::I386,
+                    page,
+                )
+                .ok(),
+                vdso_entry: 0x400,
+            });
+        }
 
         // Caller.
         let caller = self.caller % 3;
