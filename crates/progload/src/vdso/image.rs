@@ -70,7 +70,7 @@ fn validate_class<H: FileHeader<Endian = LE>>(
         || id.class != class
         || id.data != ELFDATA2LSB
         || id.version != EV_CURRENT
-        || h.e_machine(LE) != arch.spec().e_machine
+        || h.e_machine(LE).0 != arch.spec().e_machine
         || (e_type != ET_EXEC && e_type != ET_DYN)
         || usize::from(h.e_phentsize(LE)) != phent
     {
@@ -131,8 +131,8 @@ pub fn placeholder(arch: Arch, pages: u64, page: u64) -> Vec<u8> {
     put(&mut f, 0, &object::elf::ELFMAG);
     if arch == Arch::I386 {
         // ELF32: the header (52 bytes), then one program header.
-        put(&mut f, 4, &[ELFCLASS32, ELFDATA2LSB, EV_CURRENT]);
-        put(&mut f, 16, &ET_DYN.to_le_bytes());
+        put(&mut f, 4, &[ELFCLASS32.0, ELFDATA2LSB.0, EV_CURRENT.0]);
+        put(&mut f, 16, &ET_DYN.0.to_le_bytes());
         put(&mut f, 18, &arch.spec().e_machine.to_le_bytes());
         put(&mut f, 20, &1u32.to_le_bytes());
         put(&mut f, 28, &52u32.to_le_bytes());
@@ -140,23 +140,23 @@ pub fn placeholder(arch: Arch, pages: u64, page: u64) -> Vec<u8> {
         put(&mut f, 42, &32u16.to_le_bytes());
         put(&mut f, 44, &1u16.to_le_bytes());
         let size = u32::try_from(len).unwrap_or(0);
-        put(&mut f, 52, &PT_LOAD.to_le_bytes());
+        put(&mut f, 52, &PT_LOAD.0.to_le_bytes());
         put(&mut f, 68, &size.to_le_bytes());
         put(&mut f, 72, &size.to_le_bytes());
-        put(&mut f, 76, &(PF_R | PF_X).to_le_bytes());
+        put(&mut f, 76, &(PF_R | PF_X).0.to_le_bytes());
         put(&mut f, 80, &u32::try_from(page).unwrap_or(0).to_le_bytes());
         return f;
     }
-    put(&mut f, 4, &[ELFCLASS64, ELFDATA2LSB, EV_CURRENT]);
-    put(&mut f, 16, &ET_DYN.to_le_bytes());
+    put(&mut f, 4, &[ELFCLASS64.0, ELFDATA2LSB.0, EV_CURRENT.0]);
+    put(&mut f, 16, &ET_DYN.0.to_le_bytes());
     put(&mut f, 18, &arch.spec().e_machine.to_le_bytes());
     put(&mut f, 20, &1u32.to_le_bytes());
     put(&mut f, 32, &64u64.to_le_bytes());
     put(&mut f, 52, &64u16.to_le_bytes());
     put(&mut f, 54, &56u16.to_le_bytes());
     put(&mut f, 56, &1u16.to_le_bytes());
-    put(&mut f, 64, &PT_LOAD.to_le_bytes());
-    put(&mut f, 68, &(PF_R | PF_X).to_le_bytes());
+    put(&mut f, 64, &PT_LOAD.0.to_le_bytes());
+    put(&mut f, 68, &(PF_R | PF_X).0.to_le_bytes());
     put(&mut f, 96, &(len as u64).to_le_bytes());
     put(&mut f, 104, &(len as u64).to_le_bytes());
     put(&mut f, 112, &page.to_le_bytes());

@@ -12,19 +12,19 @@ use crate::mm::{page_align, page_start};
 use crate::prot::Prot;
 
 /// `PT_LOAD`.
-pub const PT_LOAD: u32 = object::elf::PT_LOAD;
+pub const PT_LOAD: u32 = object::elf::PT_LOAD.0;
 /// `PT_INTERP`.
-pub const PT_INTERP: u32 = object::elf::PT_INTERP;
+pub const PT_INTERP: u32 = object::elf::PT_INTERP.0;
 /// `PT_GNU_STACK`.
-pub const PT_GNU_STACK: u32 = object::elf::PT_GNU_STACK;
+pub const PT_GNU_STACK: u32 = object::elf::PT_GNU_STACK.0;
 /// `PT_GNU_PROPERTY`.
-pub const PT_GNU_PROPERTY: u32 = object::elf::PT_GNU_PROPERTY;
+pub const PT_GNU_PROPERTY: u32 = object::elf::PT_GNU_PROPERTY.0;
 /// `PF_X`.
-pub const PF_X: u32 = object::elf::PF_X;
+pub const PF_X: u32 = object::elf::PF_X.0;
 /// `PF_W`.
-pub const PF_W: u32 = object::elf::PF_W;
+pub const PF_W: u32 = object::elf::PF_W.0;
 /// `PF_R`.
-pub const PF_R: u32 = object::elf::PF_R;
+pub const PF_R: u32 = object::elf::PF_R.0;
 
 /// Size of an ELF64 file header.
 pub const EHDR_SIZE: usize = 64;
@@ -117,15 +117,15 @@ impl Header {
             return None;
         }
         Some(Header {
-            e_type: h.e_type.get(LE),
-            e_machine: h.e_machine.get(LE),
+            e_type: h.e_type.get(LE).0,
+            e_machine: h.e_machine.get(LE).0,
             e_entry: u64::from(h.e_entry.get(LE)),
             e_phoff: u64::from(h.e_phoff.get(LE)),
             e_phentsize: h.e_phentsize.get(LE),
             e_phnum: h.e_phnum.get(LE),
-            ei_class: h.e_ident.class,
+            ei_class: h.e_ident.class.0,
             elf32: Elf32Fields {
-                e_flags: h.e_flags.get(LE),
+                e_flags: h.e_flags.get(LE).0,
                 e_entry: h.e_entry.get(LE),
                 e_phoff: h.e_phoff.get(LE),
                 e_phentsize: h.e_phentsize.get(LE),
@@ -143,13 +143,13 @@ impl Header {
             return None;
         }
         Some(Header {
-            e_type: h.e_type.get(LE),
-            e_machine: h.e_machine.get(LE),
+            e_type: h.e_type.get(LE).0,
+            e_machine: h.e_machine.get(LE).0,
             e_entry: h.e_entry.get(LE),
             e_phoff: h.e_phoff.get(LE),
             e_phentsize: h.e_phentsize.get(LE),
             e_phnum: h.e_phnum.get(LE),
-            ei_class: h.e_ident.class,
+            ei_class: h.e_ident.class.0,
             elf32: Elf32Fields {
                 e_flags: le32(raw.get(0x24..0x28)),
                 e_entry: le32(raw.get(0x18..0x1c)),
@@ -163,12 +163,12 @@ impl Header {
 
     /// `e_type` is ET_EXEC or ET_DYN.
     pub fn type_ok(&self) -> bool {
-        self.e_type == ET_EXEC || self.e_type == ET_DYN
+        self.e_type == ET_EXEC.0 || self.e_type == ET_DYN.0
     }
 
     /// `e_type` is ET_DYN.
     pub fn is_dyn(&self) -> bool {
-        self.e_type == ET_DYN
+        self.e_type == ET_DYN.0
     }
 }
 
@@ -245,8 +245,8 @@ pub fn load_phdrs<F: FileSystem + ?Sized>(
         return Ok(raw
             .iter()
             .map(|p| Phdr {
-                p_type: p.p_type.get(LE),
-                p_flags: p.p_flags.get(LE),
+                p_type: p.p_type.get(LE).0,
+                p_flags: p.p_flags.get(LE).0,
                 p_offset: u64::from(p.p_offset.get(LE)),
                 p_vaddr: u64::from(p.p_vaddr.get(LE)),
                 p_filesz: u64::from(p.p_filesz.get(LE)),
@@ -261,8 +261,8 @@ pub fn load_phdrs<F: FileSystem + ?Sized>(
     Ok(raw
         .iter()
         .map(|p| Phdr {
-            p_type: p.p_type.get(LE),
-            p_flags: p.p_flags.get(LE),
+            p_type: p.p_type.get(LE).0,
+            p_flags: p.p_flags.get(LE).0,
             p_offset: p.p_offset.get(LE),
             p_vaddr: p.p_vaddr.get(LE),
             p_filesz: p.p_filesz.get(LE),

@@ -114,7 +114,7 @@ pub(super) fn open<F: FileSystem + ?Sized>(
     .ok_or_else(|| bad(InterpProblem::BadMagic))?;
     let machine_ok =
         hdr.e_machine == spec.e_machine || (compat && hdr.e_machine == crate::arch::i386::EM_486);
-    if !machine_ok || (spec.checks_class && hdr.ei_class != object::elf::ELFCLASS64) {
+    if !machine_ok || (spec.checks_class && hdr.ei_class != object::elf::ELFCLASS64.0) {
         return Err(bad(InterpProblem::WrongMachine(hdr.e_machine)));
     }
     let phdrs = header::load_phdrs(fs, &file.node, &hdr, phdrs_limit)

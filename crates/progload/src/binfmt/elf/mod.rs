@@ -104,7 +104,7 @@ pub(crate) fn check<F: FileSystem + ?Sized>(
             expected: spec.e_machine,
         });
     }
-    if spec.checks_class && hdr.ei_class != object::elf::ELFCLASS64 {
+    if spec.checks_class && hdr.ei_class != object::elf::ELFCLASS64.0 {
         return Err(Error::ElfClass(hdr.ei_class));
     }
     let phdrs_limit = if profile.kernel.rules().phdrs_beyond_a_page {
