@@ -109,8 +109,8 @@ fn plan_allocation_is_bounded_for_any_file() {
     for _ in 0..300 {
         let mut bytes = orig.clone();
         for _ in 0..6 {
-            let at = (rand_core::RngCore::next_u64(&mut rng) as usize) % 512;
-            bytes[at] = rand_core::RngCore::next_u32(&mut rng) as u8;
+            let at = (rand_core::Rng::next_u64(&mut rng) as usize) % 512;
+            bytes[at] = rand_core::Rng::next_u32(&mut rng) as u8;
         }
         fs.add_file(b"/mutant", 0o755, bytes);
         let peak = peak_of(&fs, &profile, "/mutant");

@@ -11,7 +11,7 @@
 
 use alloc::vec::Vec;
 
-use rand_core::RngCore;
+use rand_core::Rng;
 
 use crate::arch::Arch;
 use crate::binfmt::{self, elf, misc::Rule};
@@ -199,7 +199,7 @@ pub fn plan<F: FileSystem + ?Sized>(
     fs: &F,
     profile: &Profile,
     req: &LoadRequest<F::Node>,
-    rng: &mut dyn RngCore,
+    rng: &mut dyn Rng,
 ) -> Result<Plan<F::Node>> {
     plan_inner(fs, profile, req, rng, Tracer(None))
 }
@@ -213,7 +213,7 @@ pub fn plan_traced<F: FileSystem + ?Sized>(
     fs: &F,
     profile: &Profile,
     req: &LoadRequest<F::Node>,
-    rng: &mut dyn RngCore,
+    rng: &mut dyn Rng,
     trace: &mut Vec<Step>,
 ) -> Result<Plan<F::Node>> {
     plan_inner(fs, profile, req, rng, Tracer(Some(trace)))
@@ -366,7 +366,7 @@ fn plan_inner<F: FileSystem + ?Sized>(
     fs: &F,
     profile: &Profile,
     req: &LoadRequest<F::Node>,
-    rng: &mut dyn RngCore,
+    rng: &mut dyn Rng,
     mut trace: Tracer<'_>,
 ) -> Result<Plan<F::Node>> {
     profile.validate().map_err(Error::BadProfile)?;

@@ -1,6 +1,6 @@
 //! A seedable RNG for layout entropy and AT_RANDOM (ChaCha8 from `rand_chacha`).
 
-use rand_core::{RngCore, SeedableRng};
+use rand_core::{Infallible, Rng, SeedableRng, TryRng};
 
 /// A deterministic RNG: the same seed gives the same layout.
 #[derive(Clone, Debug)]
@@ -18,17 +18,17 @@ impl SeededRng {
     }
 }
 
-impl RngCore for SeededRng {
-    fn next_u32(&mut self) -> u32 {
-        self.0.next_u32()
+impl TryRng for SeededRng {
+    type Error = Infallible;
+
+    fn try_next_u32(&mut self) -> Result<u32, Infallible> {
+        Ok(self.0.next_u32())
     }
-    fn next_u64(&mut self) -> u64 {
-        self.0.next_u64()
+    fn try_next_u64(&mut self) -> Result<u64, Infallible> {
+        Ok(self.0.next_u64())
     }
-    fn fill_bytes(&mut self, dest: &mut [u8]) {
-        self.0.fill_bytes(dest)
-    }
-    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand_core::Error> {
-        self.0.try_fill_bytes(dest)
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), Infallible> {
+        self.0.fill_bytes(dest);
+        Ok(())
     }
 }

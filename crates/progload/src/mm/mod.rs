@@ -11,7 +11,7 @@ pub mod vmas;
 
 use alloc::vec::Vec;
 
-use rand_core::RngCore;
+use rand_core::Rng;
 
 pub use vmas::{Backing, Search, Vma, Vmas, HUGE_SIZE};
 
@@ -88,7 +88,7 @@ pub struct Mm<'a, N> {
     pub page: u64,
     /// The exec rules of the profile's kernel.
     pub rules: ExecRules,
-    rng: &'a mut dyn RngCore,
+    rng: &'a mut dyn Rng,
     /// Whether the layout is randomized (`PF_RANDOMIZE`).
     pub randomize: bool,
     /// The VMAs so far.
@@ -110,12 +110,7 @@ pub struct Mm<'a, N> {
 
 impl<'a, N: Clone> Mm<'a, N> {
     /// An empty mm (`mm_alloc()`), before `arch_pick_mmap_layout()`.
-    pub fn new(
-        profile: &'a Profile,
-        rng: &'a mut dyn RngCore,
-        randomize: bool,
-        rawio: bool,
-    ) -> Self {
+    pub fn new(profile: &'a Profile, rng: &'a mut dyn Rng, randomize: bool, rawio: bool) -> Self {
         Mm {
             profile,
             page: profile.page_size,
