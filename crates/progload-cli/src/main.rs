@@ -73,6 +73,12 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Like other command-line tools, end quietly when the reader of the output goes away
+    // (`progload explain ... | head`) rather than failing on EPIPE; `run` gives the program
+    // the default action itself.
+    if !matches!(cli.command, Command::Run(_)) {
+        progload_host::run::default_sigpipe();
+    }
     match cli.command {
         Command::Plan(args) => plan::run(&args),
         Command::Check(args) => check::run(&args),

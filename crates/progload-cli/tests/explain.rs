@@ -198,3 +198,29 @@ fn a_32_bit_program_is_explained() {
         assert!(out.contains(n), "missing {n:?} in:\n{out}");
     }
 }
+
+/// A reader that goes away (`progload explain ... | head -1`) ends progload by SIGPIPE, as
+/// other tools end, not with a panic on EPIPE. The read end is closed before progload has
+/// even started, so its first write meets the closed pipe.
+#[test]
+fn a_closed_pipe_ends_it_quietly() {
+    use std::io::Read;
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_progload"))
+        .args(["explain", "/usr/bin/true"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let mut err = String::new();
+    child
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut err)
+        .unwrap();
+    let status = child.wait().unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}: {err}");
+}
