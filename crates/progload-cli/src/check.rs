@@ -200,7 +200,22 @@ fn sweep(args: &CheckArgs, profile: &progload::Profile) -> ExitCode {
     let a = &args.exec;
     let mut files = Vec::new();
     for d in &a.command {
-        walk(Path::new(d), &mut files);
+        // Each argument must be a directory: a missing one or a file is a usage error, not
+        // "0 files".
+        match std::fs::metadata(d) {
+            Ok(m) if m.is_dir() => walk(Path::new(d), &mut files),
+            Ok(_) => {
+                eprintln!(
+                    "progload: check --sweep takes directories: {} is not one (check it without --sweep)",
+                    Path::new(d).display()
+                );
+                return ExitCode::from(2);
+            }
+            Err(e) => {
+                eprintln!("progload: check --sweep {}: {e}", Path::new(d).display());
+                return ExitCode::from(2);
+            }
+        }
     }
     let started = std::time::Instant::now();
     let next = AtomicUsize::new(0);

@@ -216,3 +216,25 @@ fn recorded_sweep_replays_and_a_tampered_record_differs() {
         "{out}"
     );
 }
+
+/// `check --sweep` of a missing directory or of a file is a usage error (exit 2, saying
+/// which), not a sweep of 0 files.
+#[test]
+fn sweep_of_a_missing_directory_or_a_file_fails() {
+    let dir = progload_testkit::progs::TempDir::new().unwrap();
+    let missing = dir.path().join("missing");
+    let file = progload_testkit::progs::write_executable(dir.path(), "f", b"#!/bin/sh\n").unwrap();
+    for (path, says) in [(&missing, "No such file"), (&file, "is not one")] {
+        let out = Command::new(env!("CARGO_BIN_EXE_progload"))
+            .args(["check", "--sweep"])
+            .arg(path)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains(says) && err.contains(path.to_str().unwrap()),
+            "{err}"
+        );
+    }
+}

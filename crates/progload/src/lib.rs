@@ -157,4 +157,6 @@ pub use fs::{FileKind, FileSystem, MemFs, Metadata};
 pub use plan::{plan, plan_traced, Executable, LoadRequest, Plan};
 pub use profile::Profile;
 pub use prot::Prot;
+/// The `rand_core` whose [`rand_core::Rng`] [`plan()`] takes (any RNG of `rand` 0.10 is one).
+pub use rand_core;
 pub use rng::SeededRng;
