@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use clap::Args;
-use progload_host::check::{check, check_recorded, verdict, CheckRequest, Judge, Verdict};
+use progload_host::check::{
+    check, check_recorded, verdict, CheckRequest, Judge, KernelOutcome, PlanOutcome, Verdict,
+};
 use serde_json::json;
 
 use crate::args::{caller, environment, load_profile, ExecArgs, Usage};
@@ -90,13 +92,34 @@ fn verdict_json(v: &Verdict) -> serde_json::Value {
         Verdict::SameErrno(e) => json!({"verdict": "same_errno", "errno": e.name()}),
         Verdict::BothFatal => json!({"verdict": "both_fatal"}),
         Verdict::NotModelled { why, kernel } => {
-            json!({"verdict": "not_modelled", "why": why, "kernel": format!("{kernel:?}")})
+            json!({"verdict": "not_modelled", "why": why, "kernel_outcome": kernel_json(kernel)})
         }
         Verdict::Differ(d) => {
             json!({"verdict": "differ", "differences": d.iter().map(|x| json!({"field": x.field, "kernel": x.kernel, "plan": x.plan})).collect::<Vec<_>>()})
         }
         Verdict::Mismatch(k, p) => {
-            json!({"verdict": "mismatch", "kernel": format!("{k:?}"), "plan": format!("{p:?}")})
+            json!({"verdict": "mismatch", "kernel_outcome": kernel_json(k), "plan_outcome": plan_json(p)})
+        }
+    }
+}
+
+/// `{"outcome": "ran"}`, `{"outcome": "refused", "errno": "ENOEXEC"}`,
+/// `{"outcome": "killed", "signal": 11}`.
+fn kernel_json(k: &KernelOutcome) -> serde_json::Value {
+    match k {
+        KernelOutcome::Ran => json!({"outcome": "ran"}),
+        KernelOutcome::Refused(e) => json!({"outcome": "refused", "errno": e.name()}),
+        KernelOutcome::Killed(s) => json!({"outcome": "killed", "signal": s}),
+    }
+}
+
+/// `{"outcome": "planned"}` or `{"outcome": "failed", "errno": "EINVAL", "fatal": true,
+/// "error": "..."}`.
+fn plan_json(p: &PlanOutcome) -> serde_json::Value {
+    match p {
+        PlanOutcome::Planned => json!({"outcome": "planned"}),
+        PlanOutcome::Failed(e, fatal, why) => {
+            json!({"outcome": "failed", "errno": e.name(), "fatal": fatal, "error": why})
         }
     }
 }
@@ -116,8 +139,8 @@ fn verdict_text(v: &Verdict) -> String {
             }
             s
         }
-        Verdict::Mismatch(k, p) => format!("outcomes differ: kernel {k:?}, plan {p:?}"),
-        Verdict::NotModelled { why, kernel } => format!("not modelled: {why} (kernel: {kernel:?})"),
+        Verdict::Mismatch(k, p) => format!("outcomes differ: the kernel {k}; the plan {p}"),
+        Verdict::NotModelled { why, kernel } => format!("not modelled: {why} (the kernel {kernel})"),
     }
 }
 

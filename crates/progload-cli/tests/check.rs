@@ -238,3 +238,27 @@ fn sweep_of_a_missing_directory_or_a_file_fails() {
         );
     }
 }
+
+/// Outcomes are sentences in text and structured in JSON, never Rust `Debug` text: an i386
+/// program checked with a preset (no compat part) is not modelled, and the kernel ran it.
+#[test]
+fn outcomes_are_sentences_and_json_fields() {
+    let dir = progload_testkit::progs::TempDir::new().unwrap();
+    let elf32 = progload_testkit::elfbuild::minimal_i386_exec();
+    let path = progload_testkit::progs::write_executable(dir.path(), "elf32", &elf32).unwrap();
+    let p = path.to_str().unwrap();
+    let (code, out) = progload(&["check", "--profile", "x86_64", p]);
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        verdict_line(&out).ends_with("(the kernel ran to the first instruction)"),
+        "{out}"
+    );
+    let (_, out) = progload(&["check", "--json", "--profile", "x86_64", p]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(v["verdict"], "not_modelled", "{v}");
+    assert_eq!(
+        v["kernel_outcome"],
+        serde_json::json!({"outcome": "ran"}),
+        "{v}"
+    );
+}

@@ -226,6 +226,50 @@ pub enum PlanOutcome {
     Failed(progload::Errno, bool, String),
 }
 
+impl std::fmt::Display for KernelOutcome {
+    /// A sentence: `ran to the first instruction`, `refused it with ENOEXEC (Exec format
+    /// error)`, `killed the process with signal 11 (SIGSEGV)`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KernelOutcome::Ran => write!(f, "ran to the first instruction"),
+            KernelOutcome::Refused(e) => write!(f, "refused it with {} ({})", e.name(), e.text()),
+            KernelOutcome::Killed(s) => write!(
+                f,
+                "killed the process with signal {s} ({})",
+                signal_name(*s)
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for PlanOutcome {
+    /// A sentence: `planned it`, `refuses it with ENOEXEC: ...`, `fails after the point of
+    /// no return with EINVAL (the kernel kills): ...`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PlanOutcome::Planned => write!(f, "planned it"),
+            PlanOutcome::Failed(e, false, why) => write!(f, "refuses it with {}: {why}", e.name()),
+            PlanOutcome::Failed(e, true, why) => write!(
+                f,
+                "fails after the point of no return with {} (the kernel kills): {why}",
+                e.name()
+            ),
+        }
+    }
+}
+
+/// `SIGSEGV`, ... for the signals an exec can end with; `signal N` for others.
+fn signal_name(s: i32) -> String {
+    match s {
+        libc::SIGSEGV => "SIGSEGV".into(),
+        libc::SIGKILL => "SIGKILL".into(),
+        libc::SIGBUS => "SIGBUS".into(),
+        libc::SIGTRAP => "SIGTRAP".into(),
+        libc::SIGABRT => "SIGABRT".into(),
+        _ => format!("signal {s}"),
+    }
+}
+
 /// The verdict of one differential check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Verdict {
