@@ -9,6 +9,8 @@ use progload::{Errno, Error};
 use progload::Plan;
 use serde_json::{json, Value};
 
+use crate::record::bytes_json;
+
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
@@ -42,12 +44,15 @@ pub fn json<N>(p: &Plan<N>) -> Value {
         "stack_pointer": p.stack.sp,
         "maps": maps,
         "auxv": auxv,
-        "argv": p.argv.iter().map(|a| lossy(a)).collect::<Vec<_>>(),
-        "envp": p.envp.iter().map(|a| lossy(a)).collect::<Vec<_>>(),
-        "execfn": lossy(&p.execfn),
-        "comm": lossy(&p.comm),
-        "interpreter": p.interpreter.as_ref().map(|i| lossy(i)),
-        "exe": lossy(&p.exe),
+        // Byte strings: a JSON string when UTF-8, else {"hex": "..."} (nothing replaced).
+        "argv": p.argv.iter().map(|a| bytes_json(a)).collect::<Vec<_>>(),
+        "envp": p.envp.iter().map(|a| bytes_json(a)).collect::<Vec<_>>(),
+        "execfn": bytes_json(&p.execfn),
+        "comm": bytes_json(&p.comm),
+        "interpreter": p.interpreter.as_ref().map(|i| bytes_json(i)),
+        "exe": bytes_json(&p.exe),
+        // The bytes of private file pages the kernel clears (padzero): [address, length].
+        "zero": p.zero.iter().map(|&(a, n)| json!([a, n])).collect::<Vec<_>>(),
         "mm": {
             "start_code": p.mm.start_code, "end_code": p.mm.end_code,
             "start_data": p.mm.start_data, "end_data": p.mm.end_data,

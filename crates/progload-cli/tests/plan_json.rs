@@ -180,3 +180,25 @@ fn failures_report_errno_and_exit_status() {
         "{err}"
     );
 }
+
+/// Byte strings that are not UTF-8 (an argument with a Latin-1 byte) come out as
+/// `{"hex": ...}` with every byte; UTF-8 ones stay strings.
+#[test]
+fn non_utf8_arguments_are_kept_as_hex() {
+    use std::os::unix::ffi::OsStrExt;
+    let out = Command::new(env!("CARGO_BIN_EXE_progload"))
+        .args([
+            "plan",
+            "--json",
+            "--no-randomize",
+            "--env-clear",
+            "/usr/bin/true",
+        ])
+        .arg(std::ffi::OsStr::from_bytes(b"caf\xe9"))
+        .output()
+        .unwrap();
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["argv"][0], "/usr/bin/true", "{v}");
+    assert_eq!(v["argv"][1], serde_json::json!({"hex": "636166e9"}), "{v}");
+    assert!(v["zero"].is_array(), "{v}");
+}
