@@ -35,12 +35,7 @@ pub fn run(args: &ExecArgs) -> ExitCode {
         // The kernel would run an i386 program; progload run cannot (see
         // exec_plan_in_place): say so rather than the profile's ENOEXEC.
         Err(progload::Error::CompatElf { machine: 3 | 6 }) => {
-            return fail(
-                &prep.program,
-                &RunError::Unsupported(String::from(
-                    "an i386 program needs a 32-bit (compat) task, which only the kernel's execve makes; plan it, or compare it with the kernel (progload check)",
-                )),
-            )
+            return fail(&prep.program, &progload_host::run::i386_refusal())
         }
         Err(e) => return fail(&prep.program, &RunError::Plan(e)),
     };

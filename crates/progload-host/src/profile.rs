@@ -100,22 +100,13 @@ pub fn host_profile() -> std::io::Result<Profile> {
     }
 
     // vDSO: the special mappings of this process, in address order.
-    let mut data = Vec::new();
-    let mut vdso = None;
-    p.vsyscall = false;
-    for m in Proc::Current.maps()? {
-        let (a, b, name) = (m.start, m.end, m.path.as_str());
-        match name {
-            "[vvar]" | "[vvar_vclock]" => data.push(VdsoPart {
-                name: name.to_string(),
-                pages: (b - a) / p.page_size,
-                prot: progload::Prot::READ,
-            }),
-            "[vdso]" => vdso = Some((a, b)),
-            "[vsyscall]" => p.vsyscall = true,
-            _ => {}
-        }
-    }
+    let maps = Proc::Current.maps()?;
+    let data = vdso_data(&maps, p.page_size);
+    let vdso = maps
+        .iter()
+        .find(|m| m.path == "[vdso]")
+        .map(|m| (m.start, m.end));
+    p.vsyscall = maps.iter().any(|m| m.path == "[vsyscall]");
     p.vdso = match (vdso, get(AT_SYSINFO_EHDR)) {
         (Some((a, b)), Some(_)) => {
             let image = read_self_mem(a, (b - a) as usize)?;
@@ -155,7 +146,7 @@ pub fn host_profile() -> std::io::Result<Profile> {
         && status
             .capabilities("CapBnd")
             .contains(CapabilitySet::SYS_RAWIO);
-    p.tomoyo = tomoyo_active();
+    p.tomoyo = tomoyo_active(&cmdline);
     Ok(p)
 }
 
@@ -229,16 +220,7 @@ fn ia32_compat(page: u64) -> Option<Compat> {
         return None;
     };
     let get = |t: u64| img.auxv_get(t);
-    let mut data = Vec::new();
-    for m in &img.maps {
-        if m.path == "[vvar]" || m.path == "[vvar_vclock]" {
-            data.push(VdsoPart {
-                name: m.path.clone(),
-                pages: (m.end - m.start) / page,
-                prot: progload::Prot::READ,
-            });
-        }
-    }
+    let data = vdso_data(&img.maps, page);
     let (vdso, vdso_entry) = match (img.vdso_image.clone(), get(AT_SYSINFO_EHDR)) {
         (Some(image), Some(base)) => {
             let entry = get(progload::arch::i386::AT_SYSINFO)?.checked_sub(base)?;
@@ -258,15 +240,27 @@ fn ia32_compat(page: u64) -> Option<Compat> {
     })
 }
 
+/// The vDSO's data mappings (`[vvar]`, `[vvar_vclock]`) of a process's maps, in address order.
+fn vdso_data(maps: &[crate::proc::MapsLine], page: u64) -> Vec<VdsoPart> {
+    maps.iter()
+        .filter(|m| m.path == "[vvar]" || m.path == "[vvar_vclock]")
+        .map(|m| VdsoPart {
+            name: m.path.clone(),
+            pages: (m.end - m.start) / page,
+            prot: progload::Prot::READ,
+        })
+        .collect()
+}
+
 /// Whether TOMOYO is among the active security modules: /sys/kernel/security/lsm (securityfs,
-/// which systemd mounts), else an `lsm=` on the kernel command line, else not known: false.
-fn tomoyo_active() -> bool {
+/// which systemd mounts), else an `lsm=` on the kernel command line (`cmdline`), else not
+/// known: false.
+fn tomoyo_active(cmdline: &str) -> bool {
     let listed = |list: &str| list.trim().split(',').any(|m| m == "tomoyo");
     if let Ok(list) = fs::read_to_string("/sys/kernel/security/lsm") {
         return listed(&list);
     }
-    fs::read_to_string("/proc/cmdline")
-        .unwrap_or_default()
+    cmdline
         .split_whitespace()
         .rev()
         .find_map(|w| w.strip_prefix("lsm="))

@@ -35,14 +35,7 @@ const PF_R: u32 = 4;
 fn tree(test: &str) -> Option<PathBuf> {
     let root = match std::env::var_os("PROGLOAD_ARM64_ROOT") {
         Some(r) => PathBuf::from(r),
-        None => {
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            let target = match option_env!("CARGO_TARGET_DIR") {
-                Some(t) if !t.is_empty() => workspace.join(t),
-                _ => workspace.join("target"),
-            };
-            target.join("arm64-debian/root")
-        }
+        None => progload_testkit::progs::target_dir().join("arm64-debian/root"),
     };
     if root.join("bin/busybox").exists() && root.join("lib/ld-linux-aarch64.so.1").exists() {
         Some(root)

@@ -15,14 +15,7 @@ use progload_host::check::{check, CheckRequest, Verdict};
 fn tree() -> PathBuf {
     let root = match std::env::var_os("PROGLOAD_I386_ROOT") {
         Some(r) => PathBuf::from(r),
-        None => {
-            let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-            let target = match option_env!("CARGO_TARGET_DIR") {
-                Some(t) if !t.is_empty() => workspace.join(t),
-                _ => workspace.join("target"),
-            };
-            target.join("i386-debian/root")
-        }
+        None => progload_testkit::progs::target_dir().join("i386-debian/root"),
     };
     assert!(
         root.join("bin/busybox").exists() && root.join("bin/bash").exists(),

@@ -170,18 +170,23 @@ impl Prog {
 /// crate was compiled; relative values are taken relative to the workspace root) or the
 /// workspace's `target` directory. Created if missing; returned absolute.
 pub fn cache_dir() -> io::Result<PathBuf> {
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let dir = if let Some(d) = std::env::var_os("PROGLOAD_TESTPROGS_DIR") {
-        PathBuf::from(d)
-    } else {
-        let target = match option_env!("CARGO_TARGET_DIR") {
-            Some(t) if !t.is_empty() => workspace.join(t),
-            _ => workspace.join("target"),
-        };
-        target.join("progload-testprogs")
+    let dir = match std::env::var_os("PROGLOAD_TESTPROGS_DIR") {
+        Some(d) => PathBuf::from(d),
+        None => target_dir().join("progload-testprogs"),
     };
     fs::create_dir_all(&dir)?;
     dir.canonicalize()
+}
+
+/// The cargo target directory: `CARGO_TARGET_DIR` as seen when this crate was compiled
+/// (relative values are taken relative to the workspace root), or the workspace's `target`.
+/// Test data fetched by the scripts (`scripts/fetch-debian.sh`) lives under it.
+pub fn target_dir() -> PathBuf {
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    match option_env!("CARGO_TARGET_DIR") {
+        Some(t) if !t.is_empty() => workspace.join(t),
+        _ => workspace.join("target"),
+    }
 }
 
 /// Build `prog` (or reuse an up-to-date build) and return its absolute path. The result,

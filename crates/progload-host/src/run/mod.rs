@@ -219,15 +219,21 @@ pub fn exec_plan_in_place(plan: &Plan<HostHandle>) -> Result<Infallible, RunErro
     }
 }
 
-/// An ia32 plan is refused before anything changes: the process would be left a 64-bit task
-/// (its mm, syscall ABI and signal frames stay 64-bit; only the kernel's exec makes a compat
-/// task), with no vdso32 to enter the kernel through.
+/// Why an ia32 program cannot be run in place: the process would be left a 64-bit task (its
+/// mm, syscall ABI and signal frames stay 64-bit; only the kernel's exec makes a compat task),
+/// with no vdso32 to enter the kernel through. `progload run` says the same when its profile
+/// cannot even plan the program.
+pub fn i386_refusal() -> RunError {
+    RunError::Unsupported(String::from(
+        "an i386 program needs a 32-bit (compat) task, which only the kernel's execve makes; \
+         plan it, or compare it with the kernel (progload check)",
+    ))
+}
+
+/// An ia32 plan is refused before anything changes ([`i386_refusal`]).
 fn refuse_compat(plan: &Plan<HostHandle>) -> Result<(), RunError> {
     if plan.arch == progload::arch::Arch::I386 {
-        return Err(RunError::Unsupported(String::from(
-            "an i386 program needs a 32-bit (compat) task, which only the kernel's execve \
-             makes; plan it, or compare it with the kernel (progload check)",
-        )));
+        return Err(i386_refusal());
     }
     Ok(())
 }
