@@ -50,7 +50,9 @@ pub struct ExecArgs {
     #[arg(long, value_name = "BYTES")]
     pub(crate) stack_limit: Option<String>,
     /// A binfmt_misc rule `:name:type:offset:magic:mask:interpreter:flags` (repeatable;
-    /// later rules win, as newer registrations do).
+    /// later rules win, as newer registrations do). With the host profile the rules
+    /// registered in /proc/sys/fs/binfmt_misc apply too, and these come after them; `check`
+    /// takes only rules the kernel has registered.
     #[arg(long = "binfmt-misc", value_name = "RULE")]
     pub(crate) misc: Vec<OsString>,
     /// Look PROGRAM up in $PATH when it has no `/` (as execvp does).
@@ -302,6 +304,11 @@ pub(crate) fn prepare(a: &ExecArgs, compat: bool) -> Result<Prepared, PrepError>
     argv.extend(a.args().iter().map(|s| s.as_bytes().to_vec()));
     let mut request = LoadRequest::new(program.clone(), argv, environment(a));
     request.cwd = Some(cwd);
+    // This kernel's registered rules when planning for it, then the given ones (newer).
+    if a.profile.is_none() {
+        request.misc_rules = progload_host::binfmt_misc::registered_rules()
+            .map_err(|e| PrepError::Usage(Usage(format!("the host's binfmt_misc rules: {e}"))))?;
+    }
     for r in &a.misc {
         let rule = Rule::parse(r.as_bytes())
             .map_err(|e| PrepError::Usage(Usage(format!("--binfmt-misc: {e}"))))?;

@@ -64,12 +64,22 @@ fn request(a: &ExecArgs, path: Vec<u8>, args: &[Vec<u8>]) -> Result<CheckRequest
             })?))
         }
     };
-    let mut misc_rules = Vec::new();
+    // The kernel's exec uses the rules registered with it, and only those.
+    let misc_rules = progload_host::binfmt_misc::registered_rules()
+        .map_err(|e| Usage(format!("the host's binfmt_misc rules: {e}")))?;
     for r in &a.misc {
-        misc_rules.push(
-            progload::binfmt::misc::Rule::parse(r.as_bytes())
-                .map_err(|e| Usage(format!("--binfmt-misc: {e}")))?,
-        );
+        let rule = progload::binfmt::misc::Rule::parse(r.as_bytes())
+            .map_err(|e| Usage(format!("--binfmt-misc: {e}")))?;
+        if !misc_rules.contains(&rule) {
+            return Err(Usage(format!(
+                "--binfmt-misc {}: this kernel has no such rule registered, and check compares \
+                 with the kernel's exec, which uses only its registered rules (register it with \
+                 `echo '{}' > {}/register`, or plan it without check)",
+                rule.name,
+                r.to_string_lossy(),
+                progload_host::binfmt_misc::MOUNT
+            )));
+        }
     }
     Ok(CheckRequest {
         path,

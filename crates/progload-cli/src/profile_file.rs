@@ -3,7 +3,9 @@
 use std::sync::Arc;
 
 use progload::arch::Arch;
-use progload::profile::{Compat, Credentials, KernelVersion, Profile, Vdso, VdsoPart};
+use progload::profile::{
+    Compat, Credentials, KernelVersion, Overcommit, OvercommitPolicy, Profile, Vdso, VdsoPart,
+};
 use serde::{Deserialize, Serialize};
 
 #[derive(Serialize, Deserialize)]
@@ -134,9 +136,26 @@ pub struct ProfileFile {
     /// Absent in files of progload before 0.2: false.
     #[serde(default)]
     tomoyo: bool,
+    /// The overcommit policy and memory; absent or null: not modelled.
+    #[serde(default)]
+    overcommit: Option<OvercommitFile>,
     /// What an ia32 program gets (x86_64); absent: 32-bit programs are not modelled.
     #[serde(default)]
     compat: Option<CompatFile>,
+}
+
+/// The JSON form of [`progload::profile::Overcommit`] (pages of `page_size`).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OvercommitFile {
+    /// `vm.overcommit_memory`: 0, 1 or 2.
+    overcommit_memory: u8,
+    ram_pages: u64,
+    swap_pages: u64,
+    commit_limit_pages: u64,
+    committed_pages: u64,
+    admin_reserve_pages: u64,
+    user_reserve_pages: u64,
 }
 
 fn hex(b: &[u8]) -> String {
@@ -193,6 +212,15 @@ impl From<&Profile> for ProfileFile {
             },
             cap_sys_rawio: p.cap_sys_rawio,
             tomoyo: p.tomoyo,
+            overcommit: p.overcommit.as_ref().map(|o| OvercommitFile {
+                overcommit_memory: o.policy.value(),
+                ram_pages: o.ram_pages,
+                swap_pages: o.swap_pages,
+                commit_limit_pages: o.commit_limit_pages,
+                committed_pages: o.committed_pages,
+                admin_reserve_pages: o.admin_reserve_pages,
+                user_reserve_pages: o.user_reserve_pages,
+            }),
             compat: p.compat.as_ref().map(|c| CompatFile {
                 mmap_rnd_bits: c.mmap_rnd_bits,
                 hwcap: c.hwcap,
@@ -229,6 +257,20 @@ impl TryFrom<ProfileFile> for Profile {
                     .transpose()
                     .map_err(|e| format!("compat {e}"))?,
                 vdso_entry: c.vdso_entry,
+            }),
+        };
+        let overcommit = match f.overcommit {
+            None => None,
+            Some(o) => Some(Overcommit {
+                policy: OvercommitPolicy::from_value(o.overcommit_memory).ok_or_else(|| {
+                    format!("overcommit_memory {} is not 0, 1 or 2", o.overcommit_memory)
+                })?,
+                ram_pages: o.ram_pages,
+                swap_pages: o.swap_pages,
+                commit_limit_pages: o.commit_limit_pages,
+                committed_pages: o.committed_pages,
+                admin_reserve_pages: o.admin_reserve_pages,
+                user_reserve_pages: o.user_reserve_pages,
             }),
         };
         let kernel = KernelVersion::parse(&f.kernel)
@@ -270,6 +312,7 @@ impl TryFrom<ProfileFile> for Profile {
             },
             cap_sys_rawio: f.cap_sys_rawio,
             tomoyo: f.tomoyo,
+            overcommit,
             compat,
         })
     }
@@ -285,6 +328,8 @@ const MACHINE_FIELDS: &[&str] = &[
     "cache_auxv",
     // The vdso32 image and its entry are the build's (a preset has none).
     "compat",
+    // The machine's memory and commit state.
+    "overcommit",
 ];
 
 /// `progload profile --compare FILE`: `p` against the profile in `file`, in every field but

@@ -262,3 +262,68 @@ fn outcomes_are_sentences_and_json_fields() {
         "{v}"
     );
 }
+
+/// A rule registered with this kernel for the length of a test, removed on drop.
+struct Registered(String);
+
+impl Drop for Registered {
+    fn drop(&mut self) {
+        let _ = std::fs::write(format!("/proc/sys/fs/binfmt_misc/{}", self.0), b"-1");
+    }
+}
+
+fn register(rule: &str, name: &str) -> Registered {
+    let misc = std::path::Path::new("/proc/sys/fs/binfmt_misc");
+    if !misc.join("register").exists() {
+        let st = Command::new("mount")
+            .args(["-t", "binfmt_misc", "binfmt_misc"])
+            .arg(misc)
+            .status();
+        assert!(st.is_ok_and(|s| s.success()), "cannot mount binfmt_misc");
+    }
+    std::fs::write(misc.join("register"), rule).unwrap_or_else(|e| panic!("{rule}: {e}"));
+    Registered(name.to_string())
+}
+
+/// The host's registered rules apply to plain `plan` and `check` (an `E` and an `M` rule),
+/// and `check --binfmt-misc` refuses a rule the kernel does not have.
+#[test]
+fn host_binfmt_misc_rules_are_planned_and_checked() {
+    let id = std::process::id();
+    let (e_name, m_name) = (format!("plE{id}"), format!("plM{id}"));
+    let ext = format!("plx{id}");
+    let magic = format!("PLMAGIC{id}");
+    let _e = register(&format!(":{e_name}:E::{ext}::/bin/sh:"), &e_name);
+    let _m = register(&format!(":{m_name}:M::{magic}::/bin/sh:P"), &m_name);
+    let dir = progload_testkit::progs::TempDir::new().unwrap();
+    let by_ext =
+        progload_testkit::progs::write_executable(dir.path(), &format!("a.{ext}"), b"exit 0\n")
+            .unwrap();
+    let by_magic = progload_testkit::progs::write_executable(
+        dir.path(),
+        "b",
+        format!("{magic}\nexit 0\n").as_bytes(),
+    )
+    .unwrap();
+    for f in [&by_ext, &by_magic] {
+        let f = f.to_str().unwrap();
+        let (code, out) = progload(&["plan", "--json", "--no-randomize", f]);
+        assert_eq!(code, 0, "{out}");
+        let v: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["argv"][0], "/bin/sh", "{out}");
+        let (code, out) = progload(&["check", f]);
+        assert_eq!((code, verdict_line(&out)), (0, "identical"), "{out}");
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_progload"))
+        .args([
+            "check",
+            "--binfmt-misc",
+            ":plUnregistered:M::NOPE::/bin/sh:",
+        ])
+        .arg(&by_magic)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("no such rule registered"), "{err}");
+}

@@ -288,7 +288,8 @@ pub enum Verdict {
     /// The outcomes disagree (ran vs refused, or different errnos).
     Mismatch(KernelOutcome, PlanOutcome),
     /// progload does not model this exec, whatever the kernel did (shown here): neither
-    /// agreement nor a disagreement. Either a 32-bit program (`Error::CompatElf`), or a
+    /// agreement nor a disagreement. A 32-bit program the profile has no compat part for
+    /// (`Error::CompatElf`), a segment over the stack's strings (`Error::StackOverlaid`), or a
     /// set-id exec probed by a tracer without CAP_SYS_PTRACE, which the kernel downgrades.
     NotModelled {
         /// Why.
@@ -325,7 +326,8 @@ pub struct CheckRequest {
     pub cwd: std::path::PathBuf,
     /// RLIMIT_STACK for both sides; `None` keeps this process's.
     pub stack_rlimit: Option<Option<u64>>,
-    /// binfmt_misc rules given to the plan (they must be registered with the kernel too).
+    /// binfmt_misc rules given to the plan besides those registered with the kernel, which
+    /// [`check`] adds itself (for a comparison, these must be registered too).
     pub misc_rules: Vec<progload::binfmt::misc::Rule>,
     /// The caller's credentials for both sides; `None` keeps this process's (the kernel's
     /// child takes them with setresuid and friends, see [`crate::probe::ProbeRequest::credentials`]).
@@ -408,6 +410,17 @@ pub fn check_recorded(
         credentials: req.credentials.clone(),
     };
     let outcome = crate::probe::retry_busy(|| probe(&preq))?;
+    // The kernel's exec used every rule registered with it: the plan takes them, with the
+    // request's own ones (already registered, or given to see the difference) after them.
+    let mut req = req.clone();
+    let mut rules = crate::binfmt_misc::registered_rules()?;
+    for r in req.misc_rules.drain(..) {
+        if !rules.contains(&r) {
+            rules.push(r);
+        }
+    }
+    req.misc_rules = rules;
+    let req = &req;
     let fs = crate::HostFs::new("/")?;
     let judge = Judge {
         fs: &fs,
@@ -478,7 +491,9 @@ pub fn verdict(
         Ok(_) => PlanOutcome::Planned,
         Err(e) => PlanOutcome::Failed(e.errno(), e.is_fatal(), e.to_string()),
     };
-    if let Err(e @ progload::Error::CompatElf { .. }) = &planned {
+    if let Err(e @ (progload::Error::CompatElf { .. } | progload::Error::StackOverlaid { .. })) =
+        &planned
+    {
         return Ok(Verdict::NotModelled {
             why: e.to_string(),
             kernel: kernel_outcome,

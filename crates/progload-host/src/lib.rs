@@ -63,6 +63,7 @@
 #![deny(missing_docs)]
 #![deny(unsafe_code)]
 
+pub mod binfmt_misc;
 pub mod check;
 pub mod hostfs;
 pub mod probe;

@@ -147,7 +147,32 @@ pub fn host_profile() -> std::io::Result<Profile> {
             .capabilities("CapBnd")
             .contains(CapabilitySet::SYS_RAWIO);
     p.tomoyo = tomoyo_active(&cmdline);
+    p.overcommit = overcommit(p.page_size);
     Ok(p)
+}
+
+/// The overcommit policy and memory figures (/proc/sys/vm and /proc/meminfo), or `None` when
+/// they cannot be read (then the plan does not model overcommit).
+fn overcommit(page: u64) -> Option<progload::profile::Overcommit> {
+    use progload::profile::{Overcommit, OvercommitPolicy};
+    let meminfo = fs::read_to_string("/proc/meminfo").ok()?;
+    let kb = |name: &str| {
+        meminfo.lines().find_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix(':')?;
+            rest.trim().strip_suffix("kB")?.trim().parse::<u64>().ok()
+        })
+    };
+    let pages = |kbytes: u64| kbytes.saturating_mul(1024) / page;
+    let policy = OvercommitPolicy::from_value(read_u64("/proc/sys/vm/overcommit_memory")? as u8)?;
+    Some(Overcommit {
+        policy,
+        ram_pages: pages(kb("MemTotal")?),
+        swap_pages: pages(kb("SwapTotal").unwrap_or(0)),
+        commit_limit_pages: pages(kb("CommitLimit")?),
+        committed_pages: pages(kb("Committed_AS")?),
+        admin_reserve_pages: pages(read_u64("/proc/sys/vm/admin_reserve_kbytes").unwrap_or(0)),
+        user_reserve_pages: pages(read_u64("/proc/sys/vm/user_reserve_kbytes").unwrap_or(0)),
+    })
 }
 
 /// [`host_profile`] with its compat part ([`Profile::compat`]): on x86_64, what this kernel

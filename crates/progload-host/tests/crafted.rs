@@ -84,6 +84,8 @@ mod asterinas;
 mod elf32;
 #[path = "crafted/gvisor.rs"]
 mod gvisor;
+#[path = "crafted/mutants.rs"]
+mod mutants;
 #[path = "crafted/selftests.rs"]
 mod selftests;
 
@@ -1722,6 +1724,9 @@ fn check_case(case: &Case, base: &Profile, fs: &TestFs) -> Result<String, String
         }
     };
     let mut lr = LoadRequest::new(Vec::new(), Vec::new(), case.envp.clone());
+    // The kernel also runs files through the binfmt_misc rules registered with it (qemu-user's,
+    // on some machines): the plan takes the same ones.
+    lr.misc_rules = progload_host::binfmt_misc::registered_rules().expect("binfmt_misc rules");
     lr.executable = exe;
     lr.no_follow = no_follow;
     lr.argv = case.argv.clone();
@@ -1783,6 +1788,7 @@ fn crafted_files_match_the_kernel() {
     script_cases(&mut t);
     e2big_cases(&mut t);
     elf32::cases(&mut t);
+    mutants::cases(&mut t);
     let fs = TestFs {
         host: HostFs::new("/").expect("host fs"),
     };

@@ -203,5 +203,12 @@ pub fn build(profile: &Profile, inp: &AuxvInputs<'_>) -> Vec<(u64, u64)> {
     }
     auxv.extend_from_slice(inp.extra);
     auxv.push((AT_NULL, 0));
+    // A compat task's vector is of `elf_addr_t`, 32 bits: the values the kernel computed in
+    // 64 bits (AT_ENTRY of a PIE whose e_entry wraps past 4 GiB) are stored truncated.
+    if profile.arch.word_size() == 4 {
+        for (_, v) in &mut auxv {
+            *v &= u64::from(u32::MAX);
+        }
+    }
     auxv
 }

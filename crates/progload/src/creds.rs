@@ -32,6 +32,9 @@ pub struct NewCredentials {
     pub cap_sys_rawio: bool,
     /// `no_new_privs` stays set.
     pub no_new_privs: bool,
+    /// The new process has CAP_SYS_ADMIN in effect (overcommit's admin reserve does not apply
+    /// to it), taken, like CAP_SYS_RAWIO, to be in the bounding set of a root caller.
+    pub cap_sys_admin: bool,
 }
 
 /// `bprm_fill_uid()` and `cap_bprm_creds_from_file()`: the credentials after executing a file
@@ -98,5 +101,6 @@ pub fn compute(profile: &Profile, meta: &Metadata) -> NewCredentials {
         // The segments are mapped after commit_creds(): the new effective capabilities
         // decide, which a new euid 0 takes from the bounding set (handle_privileged_root()).
         cap_sys_rawio: effective_caps && profile.cap_sys_rawio,
+        cap_sys_admin: effective_caps,
     }
 }

@@ -349,6 +349,22 @@ pub enum Error {
     /// The stack cannot be set up (ENOMEM/EFAULT, fatal).
     #[error("the stack cannot be set up")]
     Stack,
+    /// A segment mapped over the stack left a page `create_elf_tables()` must write (or read
+    /// the argument strings from) that it cannot: not writable, past the end of its file, or
+    /// not readable (EFAULT or EINVAL, fatal).
+    #[error("a segment replaced the stack page at {addr:#x}, which create_elf_tables() cannot write or read")]
+    StackReplaced {
+        /// The page.
+        addr: u64,
+    },
+    /// A segment mapped over the stack's tables or strings leaves a page the kernel can use:
+    /// the process then starts with the file's bytes where its arguments were, which is not
+    /// modelled (ENOEXEC here; the kernel runs it).
+    #[error("a segment is mapped over the stack at {addr:#x}: the kernel then starts the program with the file's bytes in place of its argument strings, which progload does not model")]
+    StackOverlaid {
+        /// The page.
+        addr: u64,
+    },
     /// A second binfmt_misc `O`/`C` rewrite, or any rewrite after one (ENOEXEC).
     #[error("a binfmt_misc rule with O or C was followed by another interpreter")]
     SecondExecFd,
@@ -373,6 +389,7 @@ impl Error {
             | Error::ElfMachine { .. }
             | Error::ElfClass(_)
             | Error::CompatElf { .. }
+            | Error::StackOverlaid { .. }
             | Error::PhentSize(_)
             | Error::PhNum(_)
             | Error::PhdrsShort { .. }
@@ -395,6 +412,7 @@ impl Error {
             Error::MapCollision { .. } => Errno::EEXIST,
             Error::BelowMinAddr { .. } => Errno::EPERM,
             Error::NoSpace { .. } | Error::Stack => Errno::ENOMEM,
+            Error::StackReplaced { .. } => Errno::EFAULT,
             Error::OffsetOverflow { .. } => Errno::EOVERFLOW,
         }
     }
@@ -413,6 +431,7 @@ impl Error {
             | Error::BadEntry(_)
             | Error::PadZeroFault { .. }
             | Error::OffsetOverflow { .. }
+            | Error::StackReplaced { .. }
             | Error::Stack => true,
             Error::Path { .. }
             | Error::Read { .. }
@@ -423,6 +442,7 @@ impl Error {
             | Error::Script(_)
             | Error::ElfType(_)
             | Error::CompatElf { .. }
+            | Error::StackOverlaid { .. }
             | Error::ElfMachine { .. }
             | Error::ElfClass(_)
             | Error::PhentSize(_)

@@ -454,6 +454,7 @@ fn plan_inner<F: FileSystem + ?Sized>(
         (new.creds, new.personality, new.rlimit, new.randomize);
 
     let mut mm = Mm::new(profile, rng, randomize, new_creds.cap_sys_rawio);
+    mm.cap_sys_admin = new_creds.cap_sys_admin;
     let loaded = elf::load(
         &mut mm,
         &mut trace,

@@ -449,6 +449,23 @@ pub(super) fn cases(t: &mut Table) {
         add(t, name, &with_interp(&interp, None));
     }
     add(t, "PT_INTERP of 1 byte", &with_interp(b"", Some(1)));
+    // From the mutation campaign: a PIE with an interpreter whose e_entry plus the load bias
+    // passes 4 GiB. The kernel adds them in 64 bits, and stores AT_ENTRY as a 32-bit word.
+    for entry in [0xffff_f000u32, 0xffff_ffff] {
+        let mut e = with_interp(&bytes(&interp_dyn), None);
+        e.e_type = ET_DYN;
+        for p in &mut e.phdrs {
+            if p.p_type != PT_GNU_STACK32 {
+                p.p_vaddr = p.p_vaddr.wrapping_sub(BASE);
+            }
+        }
+        e.e_entry = entry;
+        add(
+            t,
+            &format!("ET_DYN with an interpreter, e_entry {entry:#x}"),
+            &e,
+        );
+    }
     let mut e = with_interp(&bytes(&interp_static), None);
     e.tail.pop();
     e.tail.push(b'x');

@@ -106,6 +106,10 @@ pub struct Mm<'a, N> {
     /// The new personality's `READ_IMPLIES_EXEC` (set by [`Mm::pick_layout`]): `do_mmap()`
     /// adds `PROT_EXEC` to a readable mapping.
     read_implies_exec: bool,
+    /// The new credentials' CAP_SYS_ADMIN (the overcommit admin reserve).
+    pub cap_sys_admin: bool,
+    /// Pages this exec committed so far (`vm_acct_memory()`).
+    charged: u64,
 }
 
 impl<'a, N: Clone> Mm<'a, N> {
@@ -130,7 +134,34 @@ impl<'a, N: Clone> Mm<'a, N> {
             mmap_base: 0,
             rawio,
             read_implies_exec: false,
+            cap_sys_admin: false,
+            charged: 0,
         }
+    }
+
+    /// `security_vm_enough_memory_mm()` of an accounted mapping of `len` bytes under the
+    /// profile's overcommit policy.
+    ///
+    /// # Errors
+    /// [`MapError::NoMemory`] when the policy refuses it.
+    fn charge(&mut self, len: u64) -> Result<(), MapError> {
+        let Some(oc) = &self.profile.overcommit else {
+            return Ok(());
+        };
+        let pages = len.checked_div(self.page).unwrap_or(0);
+        let total_vm = self.vmas.iter().fold(0u64, |a, v| {
+            a.saturating_add(
+                v.end
+                    .saturating_sub(v.start)
+                    .checked_div(self.page)
+                    .unwrap_or(0),
+            )
+        });
+        if !oc.allows(pages, self.charged, total_vm, self.cap_sys_admin) {
+            return Err(MapError::NoMemory);
+        }
+        self.charged = self.charged.saturating_add(pages);
+        Ok(())
     }
 
     /// A raw 64-bit draw from the exec's RNG (`get_random_long()`).
@@ -345,6 +376,10 @@ impl<'a, N: Clone> Mm<'a, N> {
         if noreplace && self.vmas.overlaps(addr, end) {
             return Err(MapError::Exists);
         }
+        // accountable_mapping(): a private writable mapping is charged its whole length.
+        if prot.contains(Prot::WRITE) {
+            self.charge(len)?;
+        }
         // READ_IMPLIES_EXEC: a readable mapping becomes executable, unless the file is on a
         // noexec mount.
         let noexec = self.files.get(file).is_some_and(|f| f.meta.noexec);
@@ -433,17 +468,67 @@ impl<'a, N: Clone> Mm<'a, N> {
         if start < self.profile.mmap_min_addr && !self.rawio {
             return Err(MapError::BelowMinAddr);
         }
+        // do_brk_flags(): the bss is always accounted.
+        self.charge(len)?;
         // VM_DATA_DEFAULT_FLAGS: executable with READ_IMPLIES_EXEC where it follows the
         // personality.
         let exec = exec
             || (self.read_implies_exec && self.profile.arch.spec().data_exec_follows_personality);
-        self.map_fixed(Vma {
-            start,
-            end,
-            prot: Prot::rw_maybe_x(exec),
-            backing: Backing::Anon,
-        });
+        self.forget_zeroed(start, end);
+        let merge_next = !self.rules.brk_extends_prev_only;
+        self.vmas.map_brk(
+            Vma {
+                start,
+                end,
+                prot: Prot::rw_maybe_x(exec),
+                backing: Backing::Anon,
+            },
+            merge_next,
+        );
         Ok(())
+    }
+
+    /// What `create_elf_tables()` meets on the stack's pages from `sp` to `top`: it writes
+    /// the tables below `arg_start` and reads the argument strings above it. `Ok(None)` when
+    /// every page is still the stack's; `Ok(Some(page))`, the first page a segment replaced
+    /// that the kernel can use all the same (write, or read); `Err(page)`, the first one it
+    /// cannot: the exec faults there.
+    pub fn stack_pages(&self, sp: u64, arg_start: u64, top: u64) -> Result<Option<u64>, u64> {
+        let page = self.page;
+        let mut at = page_start(sp, page);
+        let mut replaced = None;
+        while at < top {
+            match self.vmas.find(at) {
+                Some(v) if v.backing == Backing::Stack => {}
+                v => {
+                    let write = at < arg_start;
+                    let usable = v.is_some_and(|v| {
+                        let within_file = match v.backing {
+                            Backing::File { file, offset } => {
+                                offset.wrapping_add(at.wrapping_sub(v.start))
+                                    < page_align(self.file_size(file), page)
+                            }
+                            _ => true,
+                        };
+                        within_file
+                            && if write {
+                                v.prot.contains(Prot::WRITE)
+                            } else {
+                                v.prot.contains(Prot::READ)
+                            }
+                    });
+                    if !usable {
+                        return Err(at.max(sp));
+                    }
+                    replaced.get_or_insert(at);
+                }
+            }
+            at = match at.checked_add(page) {
+                Some(a) => a,
+                None => break,
+            };
+        }
+        Ok(replaced)
     }
 
     /// Whether the new credentials may map page 0 and below `mmap_min_addr`.

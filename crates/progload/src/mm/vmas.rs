@@ -163,6 +163,24 @@ impl Vmas {
         }
     }
 
+    /// `vm_brk_flags()` of `vma` (anonymous): over whatever was there, extending the VMA that
+    /// ends where it starts when compatible, and joining the one after it only when
+    /// `merge_next` (before 6.1, `vma_merge()`).
+    pub fn map_brk(&mut self, vma: Vma, merge_next: bool) {
+        if vma.start >= vma.end {
+            return;
+        }
+        self.unmap(vma.start, vma.end);
+        let pos = self.list.partition_point(|v| v.start < vma.start);
+        self.list.insert(pos, vma);
+        if merge_next {
+            self.merge_at(pos);
+        }
+        if let Some(prev) = pos.checked_sub(1) {
+            self.merge_at(prev);
+        }
+    }
+
     /// Merges VMA `i` with VMA `i + 1` when `vma_merge` would.
     fn merge_at(&mut self, i: usize) {
         let next = i.saturating_add(1);

@@ -169,10 +169,100 @@ pub struct Profile {
     /// [`ExecRules::tomoyo_realpath_fallback`](rules::ExecRules::tomoyo_realpath_fallback)
     /// it refuses with ENOENT an exec whose `bprm->filename` it cannot look up.
     pub tomoyo: bool,
+    /// The memory overcommit policy and the machine's memory, which decide whether the
+    /// loader's accounted mappings (writable file segments, the bss) succeed; `None`: not
+    /// modelled, every mapping is allowed (the presets; a kernel with overcommit_memory 1).
+    pub overcommit: Option<Overcommit>,
     /// What the kernel gives a 32-bit (ia32) program, on an x86_64 kernel with IA32
     /// emulation; `None` where that is not known (a preset, a host where no 32-bit process
     /// could be probed): 32-bit programs are then not modelled.
     pub compat: Option<Compat>,
+}
+
+/// `vm.overcommit_memory`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OvercommitPolicy {
+    /// 0, `OVERCOMMIT_GUESS`: a single request larger than RAM plus swap fails.
+    Guess,
+    /// 1, `OVERCOMMIT_ALWAYS`: nothing fails.
+    Always,
+    /// 2, `OVERCOMMIT_NEVER`: the committed total must stay below the commit limit.
+    Never,
+}
+
+impl OvercommitPolicy {
+    /// The sysctl's value (0, 1, 2).
+    pub fn value(self) -> u8 {
+        match self {
+            OvercommitPolicy::Guess => 0,
+            OvercommitPolicy::Always => 1,
+            OvercommitPolicy::Never => 2,
+        }
+    }
+
+    /// The policy of a sysctl value.
+    pub fn from_value(v: u8) -> Option<Self> {
+        match v {
+            0 => Some(OvercommitPolicy::Guess),
+            1 => Some(OvercommitPolicy::Always),
+            2 => Some(OvercommitPolicy::Never),
+            _ => None,
+        }
+    }
+}
+
+/// What `__vm_enough_memory()` (mm/util.c, the same from 5.2 to 6.18) reads: the policy, the
+/// machine's memory and, for [`OvercommitPolicy::Never`], the commit state. The loader's
+/// accounted mappings are the writable private file segments (their whole length, and the
+/// whole image when an ET_DYN's first segment is writable) and every bss `vm_brk_flags()`
+/// maps; when one fails the kernel kills the process (ENOMEM after the point of no return).
+///
+/// The page counts are in pages of the profile's page size. Guess and Always depend only on
+/// the machine's RAM and swap; Never also on `committed_pages`, the machine's `Committed_AS`
+/// when the profile was taken, which changes with every process: a Never plan is exact only
+/// while that figure holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Overcommit {
+    /// `vm.overcommit_memory`.
+    pub policy: OvercommitPolicy,
+    /// `totalram_pages()` (/proc/meminfo `MemTotal`).
+    pub ram_pages: u64,
+    /// `total_swap_pages` (`SwapTotal`).
+    pub swap_pages: u64,
+    /// `vm_commit_limit()` (`CommitLimit`: from `vm.overcommit_kbytes` or
+    /// `vm.overcommit_ratio`, plus swap).
+    pub commit_limit_pages: u64,
+    /// `vm_committed_as` (`Committed_AS`) before the exec.
+    pub committed_pages: u64,
+    /// `vm.admin_reserve_kbytes`, in pages: kept back from a task without CAP_SYS_ADMIN.
+    pub admin_reserve_pages: u64,
+    /// `vm.user_reserve_kbytes`, in pages: at most this (or 1/32 of the task's size) is kept
+    /// back from every task.
+    pub user_reserve_pages: u64,
+}
+
+impl Overcommit {
+    /// `__vm_enough_memory()`: whether a request of `pages` succeeds after `charged` pages
+    /// this exec already committed, for a new mm of `total_vm` pages whose task has
+    /// CAP_SYS_ADMIN or not.
+    pub fn allows(&self, pages: u64, charged: u64, total_vm: u64, cap_sys_admin: bool) -> bool {
+        match self.policy {
+            OvercommitPolicy::Always => true,
+            OvercommitPolicy::Guess => pages <= self.ram_pages.saturating_add(self.swap_pages),
+            OvercommitPolicy::Never => {
+                let mut allowed = self.commit_limit_pages;
+                if !cap_sys_admin {
+                    allowed = allowed.saturating_sub(self.admin_reserve_pages);
+                }
+                allowed = allowed.saturating_sub((total_vm / 32).min(self.user_reserve_pages));
+                let committed = self
+                    .committed_pages
+                    .saturating_add(charged)
+                    .saturating_add(pages);
+                committed < allowed
+            }
+        }
+    }
 }
 
 /// The values of an ia32 task on an x86_64 kernel that the 64-bit profile does not give

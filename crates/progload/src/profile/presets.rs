@@ -168,6 +168,7 @@ impl Profile {
             // Debian's CONFIG_LSM lists tomoyo, which stacks beside AppArmor.
             tomoyo: true,
             // The vdso32 image and its entry are a build's: a preset plans no 32-bit program.
+            overcommit: None,
             compat: None,
         }
     }
@@ -220,6 +221,7 @@ impl Profile {
             // Debian's CONFIG_LSM lists tomoyo, which stacks beside AppArmor.
             tomoyo: true,
             // The vdso32 image and its entry are a build's: a preset plans no 32-bit program.
+            overcommit: None,
             compat: None,
         }
     }
@@ -272,6 +274,7 @@ impl Profile {
             // Debian's CONFIG_LSM lists tomoyo, which stacks beside AppArmor.
             tomoyo: true,
             // The vdso32 image and its entry are a build's: a preset plans no 32-bit program.
+            overcommit: None,
             compat: None,
         }
         .with_riscv64_paging(57)

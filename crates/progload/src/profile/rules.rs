@@ -116,6 +116,11 @@ pub struct ExecRules {
     /// 6.17, "binfmt_elf: remove the 4k limitation of program header size": a program header
     /// table may fill up to 64 KiB; before, at most `ELF_MIN_ALIGN` (a page).
     pub phdrs_beyond_a_page: bool,
+    /// 6.1, "mm/mmap: change do_brk_flags() to expand existing VMA and add do_brk_munmap()"
+    /// (the maple tree series): `vm_brk_flags()` only extends the anonymous VMA that ends
+    /// where the new range starts; before, `vma_merge()` also joined the one that follows,
+    /// so a bss mapped below an earlier, larger one became one VMA with it.
+    pub brk_extends_prev_only: bool,
 }
 
 impl KernelVersion {
@@ -144,6 +149,7 @@ impl KernelVersion {
             riscv_align_stack: self.since(6, 12),
             riscv_stack_rnd_1g: self.since(5, 15),
             phdrs_beyond_a_page: self.since(6, 17),
+            brk_extends_prev_only: self.since(6, 1),
             exec_id_changed_from_effective: self.since(6, 17),
             at_flags_preserve_argv0: self.has(5, 12, &[(5, 10, 225)]),
             tomoyo_realpath_fallback: self.has(6, 12, &[(5, 10, 227), (6, 1, 113)]),
@@ -187,6 +193,7 @@ mod tests {
         );
         pin(|r| r.tomoyo_realpath_fallback, k(6, 11, 11), k(6, 12, 0));
         pin(|r| r.at_flags_preserve_argv0, k(5, 11, 22), k(5, 12, 0));
+        pin(|r| r.brk_extends_prev_only, k(5, 19, 17), k(6, 1, 0));
     }
 
     #[test]
@@ -255,6 +262,7 @@ mod tests {
                 riscv_align_stack: true,
                 riscv_stack_rnd_1g: true,
                 phdrs_beyond_a_page: true,
+                brk_extends_prev_only: true,
                 exec_id_changed_from_effective: true,
                 tomoyo_realpath_fallback: true,
                 at_flags_preserve_argv0: true,

@@ -367,6 +367,12 @@ pub(crate) fn load<N: Clone>(
     );
     let stack = tables.build(&auxv)?;
     stack::expand_to(mm, &stack_vma, stack.sp, c.rlimit)?;
+    // A segment mapped over the stack (MAP_FIXED at its addresses).
+    match mm.stack_pages(stack.sp, stack_vma.arg_start, stack_vma.top) {
+        Ok(None) => {}
+        Ok(Some(addr)) => return Err(Error::StackOverlaid { addr }),
+        Err(addr) => return Err(Error::StackReplaced { addr }),
+    }
     Ok(Loaded {
         entry,
         auxv,
