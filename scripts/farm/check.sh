@@ -9,7 +9,7 @@
 #
 # For each KERNEL:
 #   1. a static progload for its architecture (cross-build.sh) and the kernel-oracle tests
-#      (crates/progload-host/tests/{crafted,credentials,personality}.rs) as static test binaries
+#      (crates/progload-host/tests/{crafted,credentials,personality,misc,mutants}.rs) as static test binaries
 #      with their programs (oracle-payload.sh);
 #   2. kernels.sh run with scripts/farm/guest/run.sh: in the guest, `progload profile`,
 #      `progload check --sweep --record` over the guest's userland, and the three tests;
@@ -44,8 +44,8 @@ declare -A built=()
 fail=0
 summary="$out/summary.md"
 {
-    echo "| kernel | release | sweep: files | identical | set-id, identical but random | same errno | not modelled | disagree | crafted cases | crafted disagree | credentials | personality | binfmt_misc | replayed | replay disagree | preset |"
-    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    echo "| kernel | release | sweep: files | identical | set-id, identical but random | same errno | not modelled | disagree | crafted cases | crafted disagree | credentials | personality | binfmt_misc | mutants | replayed | replay disagree | preset |"
+    echo "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 } >"$summary.tmp"
 
 for k in "${kernels[@]}"; do
@@ -69,7 +69,7 @@ for k in "${kernels[@]}"; do
     if [ ! -x "$out/oracle-$arch/crafted" ]; then
         bash "$here/oracle-payload.sh" "$arch" "$out/oracle-$arch" >&2
     fi
-    cp "$out/oracle-$arch"/{crafted,credentials,personality,misc} "$payload/"
+    cp "$out/oracle-$arch"/{crafted,credentials,personality,misc,mutants} "$payload/"
     cp -r "$out/oracle-$arch"/{load_address,testprogs} "$payload/"
     echo "farm-check: $k: booting" >&2
     if ! FARM_APPEND="$append" bash "$here/kernels.sh" run "$boot" "$payload" "$out/$k" >&2; then
@@ -124,15 +124,16 @@ def oracle(name):
     if not m or m.group(1) != "ok" or m.group(2) == "0":
         bad = 1
         return "FAILED" if m else "missing"
-    cases = sum(int(n) for n in re.findall(r"(\d+) cases:", text))
+    cases = sum(int(n) for n in re.findall(r"(\d+) (?:cases:|mutants \(seed)", text))
     return f"{cases} agree" if cases else f"{m.group(2)} tests pass"
 creds, pers, misc = oracle("credentials"), oracle("personality"), oracle("misc")
+mutants = oracle("mutants")
 if preset_rc != 0:
     bad = 1
 release = (profile or {}).get("kernel", "?")
 print(f"| {k} | {release} | {sf} | {sc.get('identical', 0)} | {sc.get('identical_modulo_randomization', 0)} "
       f"| {sc.get('refused_with_same_errno', 0)} | {sc.get('not_modelled', 0)} | {sd} | {crafted_cases} | {crafted_bad} "
-      f"| {creds} | {pers} | {misc} "
+      f"| {creds} | {pers} | {misc} | {mutants} "
       f"| {rf} | {rd} | {'equal' if preset_rc == 0 else 'DIFFERS'} |")
 sys.exit(bad)
 EOF

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the kernel-oracle tests as a kernel-farm payload for a guest of ARCH:
 #   - the static test binaries of crates/progload-host/tests/{crafted,credentials,personality,
-#     misc}.rs (misc: binfmt_misc rules registered with the guest's kernel);
+#     misc,mutants}.rs (misc: binfmt_misc rules registered with the guest's kernel; mutants:
+#     the seeded mutation campaign, PROGLOAD_MUTANTS of them, 1000 by default);
 #   - the testkit's programs (crates/progload-testkit/src/progs.rs, built with the cross gcc by
 #     the build_testprogs example) in testprogs/, which the tests take with
 #     PROGLOAD_TESTPROGS_PREBUILT;
@@ -24,7 +25,7 @@ case "$arch" in
     riscv64) triple=riscv64gc-unknown-linux-gnu cc=riscv64-linux-gnu-gcc ;;
     *) echo "oracle-payload: unknown ARCH $arch" >&2; exit 2 ;;
 esac
-tests=(crafted credentials personality misc)
+tests=(crafted credentials personality misc mutants)
 tu="$(echo "$triple" | tr 'a-z-' 'A-Z_')"
 mkdir -p "$out/load_address" "$out/testprogs"
 args=()
@@ -46,6 +47,12 @@ rm -f "$json"
 tp="$(cd "$out/testprogs" && pwd)"
 (cd "$repo" && PROGLOAD_TESTPROGS_CC="$cc" PROGLOAD_TESTPROGS_DIR="$tp" \
     cargo run -q -p progload-testkit --example build_testprogs -- pie no-pie static pie-execstack big-bss >&2)
+# x86_64 guests also run the assembler program and the i386 builds (mutants.rs mutates them).
+if [ "$arch" = x86_64 ]; then
+    (cd "$repo" && PROGLOAD_TESTPROGS_CC="$cc" PROGLOAD_TESTPROGS_DIR="$tp" \
+        cargo run -q -p progload-testkit --example build_testprogs -- asm-exit pie-m32 no-pie-m32 \
+        static-m32 static-pie-m32 >&2)
+fi
 la="$out/load_address"
 cat >"$la/start.c" <<'C'
 int main(void) { return 0; }
@@ -78,8 +85,9 @@ cat >"$out/run.sh" <<'SH'
 #!/bin/sh
 # The tests read /usr/bin/true; bullseye's coreutils installs /bin/true only.
 [ -e /usr/bin/true ] || cp /bin/true /usr/bin/true
-for t in crafted credentials personality misc; do
+for t in crafted credentials personality misc mutants; do
     (cd /tmp && PROGLOAD_LOAD_ADDRESS_DIR=/payload/load_address \
+        PROGLOAD_MUTANTS="${PROGLOAD_MUTANTS:-1000}" \
         PROGLOAD_TESTPROGS_DIR=/payload/testprogs PROGLOAD_TESTPROGS_PREBUILT=1 \
         "/payload/$t" --test-threads 1 --nocapture >"$OUT/$t.txt" 2>&1)
     echo "rc=$?" >>"$OUT/$t.txt"

@@ -1,6 +1,7 @@
 //! Test support for progload (dev-only, never published).
 //!
 //! - [`elfbuild`]: a builder for crafted little-endian ELF64 files.
+//! - [`mutate`]: structure-aware mutation of executables for the kernel-differential campaign.
 //! - [`progs`]: real programs built with the host `gcc` (cached under the target directory),
 //!   and helpers for scripts and executables in temporary directories.
 
@@ -8,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod elfbuild;
+pub mod mutate;
 pub mod progs;
 
 /// A minimal static x86_64 ET_EXEC at 0x400000 whose code exits with status 0.
