@@ -54,9 +54,11 @@ enum Command {
     /// machine: the CPU's hwcaps (AT_HWCAP, AT_HWCAP2, AT_HWCAP3) and platform string, the
     /// signal frame size (AT_MINSIGSTKSZ), riscv64's cache sizes, the exact vDSO image of the
     /// build (a placeholder of the right size stands in for it), the caller's stack limit and
-    /// credentials (8 MiB, root), the sysctls (their defaults) and whether the TOMOYO security
-    /// module is active (Debian's kernels: yes). The profile printed on a machine carries all
-    /// of them: plan for that machine with it.
+    /// credentials (8 MiB, root), the sysctls (their defaults), whether the TOMOYO security
+    /// module is active (Debian's kernels: yes), the memory and overcommit policy (absent: no
+    /// mapping is refused) and the compat (ia32) part (absent: 32-bit programs are not
+    /// modelled). The profile printed on a machine carries all of them: plan for that machine
+    /// with it.
     Profile {
         /// A preset instead of the host: x86_64-5.10, x86_64-6.1, x86_64-6.12, x86_64-6.18,
         /// aarch64-5.10, aarch64-6.1, aarch64-6.12, aarch64-6.18, riscv64-6.12 (sv57 paging, as

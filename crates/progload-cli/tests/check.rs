@@ -327,3 +327,47 @@ fn host_binfmt_misc_rules_are_planned_and_checked() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert!(err.contains("no such rule registered"), "{err}");
 }
+
+/// A bss larger than this machine's RAM and swap (64 GiB at least): under the default
+/// overcommit policy the kernel kills the exec, and `plan` says so (exit 126, the overcommit
+/// refusal); `check` finds both fatal.
+#[test]
+fn a_bss_beyond_ram_and_swap_is_fatal() {
+    use progload_testkit::elfbuild::{Arch, ElfBuilder, ProgramHeader, PF_R, PF_W};
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap();
+    let kb = |name: &str| -> u64 {
+        meminfo
+            .lines()
+            .find_map(|l| {
+                l.strip_prefix(name)?
+                    .trim()
+                    .strip_suffix("kB")?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or(0)
+    };
+    let overcommit = std::fs::read_to_string("/proc/sys/vm/overcommit_memory").unwrap();
+    let size = ((kb("MemTotal:") + kb("SwapTotal:")) * 1024 + (1 << 30)).max(1 << 36);
+    let mut b = ElfBuilder::minimal_exec_for(Arch::native());
+    // In place of its PT_GNU_STACK (a third entry would lie under the code).
+    b.phdrs[1] = ProgramHeader::load(PF_R | PF_W, 0, 0x1000_0000, 0, size);
+    let dir = progload_testkit::progs::TempDir::new().unwrap();
+    let f = progload_testkit::progs::write_executable(dir.path(), "big-bss", &b.build()).unwrap();
+    let f = f.to_str().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_progload"))
+        .args(["plan", "--no-randomize", f])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let err = format!("{err}{}", String::from_utf8_lossy(&out.stdout));
+    if overcommit.trim() == "1" {
+        assert_eq!(out.status.code(), Some(0), "{err}");
+    } else {
+        assert_eq!(out.status.code(), Some(126), "{err}");
+        assert!(err.contains("overcommit") && err.contains("kills"), "{err}");
+    }
+    let (code, out) = progload(&["check", f]);
+    assert_eq!(code, 0, "{out}");
+}

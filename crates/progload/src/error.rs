@@ -330,6 +330,13 @@ pub enum Error {
         /// The length.
         len: u64,
     },
+    /// The overcommit policy refuses an accounted mapping (a writable file segment, a bss)
+    /// of this length (ENOMEM, fatal).
+    #[error("the overcommit policy (vm.overcommit_memory, RAM and swap) refuses a mapping of {len:#x} bytes")]
+    Overcommit {
+        /// The length.
+        len: u64,
+    },
     /// A segment's file range overflows the file offset type (EOVERFLOW, fatal).
     #[error("PT_LOAD #{index}: the file range overflows the largest file offset")]
     OffsetOverflow {
@@ -411,7 +418,7 @@ impl Error {
             Error::PadZeroFault { .. } => Errno::EFAULT,
             Error::MapCollision { .. } => Errno::EEXIST,
             Error::BelowMinAddr { .. } => Errno::EPERM,
-            Error::NoSpace { .. } | Error::Stack => Errno::ENOMEM,
+            Error::NoSpace { .. } | Error::Overcommit { .. } | Error::Stack => Errno::ENOMEM,
             Error::StackReplaced { .. } => Errno::EFAULT,
             Error::OffsetOverflow { .. } => Errno::EOVERFLOW,
         }
@@ -428,6 +435,7 @@ impl Error {
             | Error::Misaligned { .. }
             | Error::BelowMinAddr { .. }
             | Error::NoSpace { .. }
+            | Error::Overcommit { .. }
             | Error::BadEntry(_)
             | Error::PadZeroFault { .. }
             | Error::OffsetOverflow { .. }

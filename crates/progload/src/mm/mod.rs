@@ -62,6 +62,8 @@ pub enum MapError {
     OffsetOverflow,
     /// No room, or beyond `TASK_SIZE` (ENOMEM).
     NoMemory,
+    /// The overcommit policy refuses the charge (ENOMEM).
+    Overcommit,
     /// `padzero()` faulted on a page past the end of the file (EFAULT, from `elf_load()`).
     PadZeroFault,
 }
@@ -74,7 +76,7 @@ impl MapError {
             MapError::BelowMinAddr => Errno::EPERM,
             MapError::Misaligned => Errno::EINVAL,
             MapError::OffsetOverflow => Errno::EOVERFLOW,
-            MapError::NoMemory => Errno::ENOMEM,
+            MapError::NoMemory | MapError::Overcommit => Errno::ENOMEM,
             MapError::PadZeroFault => Errno::EFAULT,
         }
     }
@@ -143,7 +145,7 @@ impl<'a, N: Clone> Mm<'a, N> {
     /// profile's overcommit policy.
     ///
     /// # Errors
-    /// [`MapError::NoMemory`] when the policy refuses it.
+    /// [`MapError::Overcommit`] when the policy refuses it.
     fn charge(&mut self, len: u64) -> Result<(), MapError> {
         let Some(oc) = &self.profile.overcommit else {
             return Ok(());
@@ -158,7 +160,7 @@ impl<'a, N: Clone> Mm<'a, N> {
             )
         });
         if !oc.allows(pages, self.charged, total_vm, self.cap_sys_admin) {
-            return Err(MapError::NoMemory);
+            return Err(MapError::Overcommit);
         }
         self.charged = self.charged.saturating_add(pages);
         Ok(())

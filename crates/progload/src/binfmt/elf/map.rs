@@ -21,6 +21,7 @@ pub(super) fn map_error(e: MapError, addr: u64, len: u64, index: usize) -> Error
         MapError::OffsetOverflow => Error::OffsetOverflow { index },
         MapError::PadZeroFault => Error::PadZeroFault { addr },
         MapError::NoMemory => Error::NoSpace { len },
+        MapError::Overcommit => Error::Overcommit { len },
     }
 }
 
