@@ -263,6 +263,7 @@ pub(crate) fn prepare(a: &ExecArgs, compat: bool) -> Result<Prepared, PrepError>
     let mut program = a.program().as_bytes().to_vec();
     if a.path_search && !program.contains(&b'/') && !program.is_empty() {
         let path = std::env::var_os("PATH").unwrap_or_default();
+        let mut found = false;
         for dir in path.as_bytes().split(|&c| c == b':') {
             let mut cand = if dir.is_empty() {
                 b".".to_vec()
@@ -276,8 +277,16 @@ pub(crate) fn prepare(a: &ExecArgs, compat: bool) -> Result<Prepared, PrepError>
             ));
             if std::fs::metadata(&candidate).is_ok_and(|m| m.is_file()) {
                 program = cand;
+                found = true;
                 break;
             }
+        }
+        if !found {
+            eprintln!(
+                "progload: {}: not found in any directory of PATH ({}); planned as a path relative to the working directory",
+                program.escape_ascii(),
+                path.as_bytes().escape_ascii()
+            );
         }
     }
     let cwd_path: Vec<u8> = match &a.cwd {

@@ -73,6 +73,29 @@ enum Command {
     },
 }
 
+/// A one-line warning for each ARG after PROGRAM that names an option of the subcommand
+/// (`progload plan ls --svg x.svg`): everything from PROGRAM on belongs to the program, so it
+/// is not progload's option. Not for `run`, whose programs take such words as their own.
+fn warn_options_after_program(sub: &str, a: &ExecArgs) {
+    use clap::CommandFactory;
+    let cli = Cli::command();
+    let Some(cmd) = cli.find_subcommand(sub) else {
+        return;
+    };
+    let longs: Vec<&str> = cmd.get_arguments().filter_map(|o| o.get_long()).collect();
+    for arg in a.args() {
+        let Some(name) = arg.to_str().and_then(|s| s.strip_prefix("--")) else {
+            continue;
+        };
+        let name = name.split('=').next().unwrap_or(name);
+        if longs.contains(&name) {
+            eprintln!(
+                "progload: warning: --{name} comes after PROGRAM, so it is an argument of the program, not an option of progload (put it before PROGRAM)"
+            );
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // Like other command-line tools, end quietly when the reader of the output goes away
@@ -80,6 +103,12 @@ fn main() -> ExitCode {
     // the default action itself.
     if !matches!(cli.command, Command::Run(_)) {
         progload_host::run::default_sigpipe();
+    }
+    match &cli.command {
+        Command::Plan(a) => warn_options_after_program("plan", &a.exec),
+        Command::Check(a) => warn_options_after_program("check", &a.exec),
+        Command::Explain(a) => warn_options_after_program("explain", a),
+        Command::Run(_) | Command::Profile { .. } => {}
     }
     match cli.command {
         Command::Plan(args) => plan::run(&args),

@@ -20,7 +20,7 @@ pub(crate) struct PlanArgs {
     #[arg(long, value_name = "FILE")]
     svg: Option<PathBuf>,
     #[command(flatten)]
-    exec: ExecArgs,
+    pub(crate) exec: ExecArgs,
 }
 
 pub(crate) fn run(args: &PlanArgs) -> ExitCode {

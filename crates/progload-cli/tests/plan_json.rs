@@ -202,3 +202,44 @@ fn non_utf8_arguments_are_kept_as_hex() {
     assert_eq!(v["argv"][1], serde_json::json!({"hex": "636166e9"}), "{v}");
     assert!(v["zero"].is_array(), "{v}");
 }
+
+/// A progload option after PROGRAM belongs to the program: planned as its argument, with a
+/// one-line warning on stderr; a word that is not an option of the subcommand gets none.
+#[test]
+fn an_option_after_program_is_warned_about() {
+    let out = Command::new(env!("CARGO_BIN_EXE_progload"))
+        .args([
+            "plan",
+            "--json",
+            "/usr/bin/true",
+            "--svg",
+            "x.svg",
+            "--color",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    let warnings: Vec<&str> = err.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{err}");
+    assert!(warnings[0].contains("--svg comes after PROGRAM"), "{err}");
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["argv"][1], "--svg");
+    assert_eq!(v["argv"][2], "x.svg");
+}
+
+/// `--path-search` of a name in no directory of PATH says so, naming PATH.
+#[test]
+fn a_path_search_failure_mentions_path() {
+    let out = Command::new(env!("CARGO_BIN_EXE_progload"))
+        .args(["plan", "--path-search", "progload-no-such-program-xyz"])
+        .env("PATH", "/usr/bin:/bin")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(
+        err.contains("not found in any directory of PATH (/usr/bin:/bin)"),
+        "{err}"
+    );
+}
