@@ -64,13 +64,19 @@ fn request(a: &ExecArgs, path: Vec<u8>, args: &[Vec<u8>]) -> Result<CheckRequest
             })?))
         }
     };
-    // The kernel's exec uses the rules registered with it, and only those.
-    let misc_rules = progload_host::binfmt_misc::registered_rules()
-        .map_err(|e| Usage(format!("the host's binfmt_misc rules: {e}")))?;
+    // The kernel's exec uses the rules registered with it, and only those: `check()` gives
+    // them to the plan, so a rule given here must be one of them.
+    let mut misc_rules = Vec::new();
+    let registered = if a.misc.is_empty() {
+        Vec::new()
+    } else {
+        progload_host::binfmt_misc::registered_rules()
+            .map_err(|e| Usage(format!("the host's binfmt_misc rules: {e}")))?
+    };
     for r in &a.misc {
         let rule = progload::binfmt::misc::Rule::parse(r.as_bytes())
             .map_err(|e| Usage(format!("--binfmt-misc: {e}")))?;
-        if !misc_rules.contains(&rule) {
+        if !registered.contains(&rule) {
             return Err(Usage(format!(
                 "--binfmt-misc {}: this kernel has no such rule registered, and check compares \
                  with the kernel's exec, which uses only its registered rules (register it with \
@@ -80,6 +86,7 @@ fn request(a: &ExecArgs, path: Vec<u8>, args: &[Vec<u8>]) -> Result<CheckRequest
                 progload_host::binfmt_misc::MOUNT
             )));
         }
+        misc_rules.push(rule);
     }
     Ok(CheckRequest {
         path,

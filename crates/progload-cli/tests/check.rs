@@ -263,28 +263,6 @@ fn outcomes_are_sentences_and_json_fields() {
     );
 }
 
-/// A rule registered with this kernel for the length of a test, removed on drop.
-struct Registered(String);
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        let _ = std::fs::write(format!("/proc/sys/fs/binfmt_misc/{}", self.0), b"-1");
-    }
-}
-
-fn register(rule: &str, name: &str) -> Registered {
-    let misc = std::path::Path::new("/proc/sys/fs/binfmt_misc");
-    if !misc.join("register").exists() {
-        let st = Command::new("mount")
-            .args(["-t", "binfmt_misc", "binfmt_misc"])
-            .arg(misc)
-            .status();
-        assert!(st.is_ok_and(|s| s.success()), "cannot mount binfmt_misc");
-    }
-    std::fs::write(misc.join("register"), rule).unwrap_or_else(|e| panic!("{rule}: {e}"));
-    Registered(name.to_string())
-}
-
 /// The host's registered rules apply to plain `plan` and `check` (an `E` and an `M` rule),
 /// and `check --binfmt-misc` refuses a rule the kernel does not have.
 #[test]
@@ -293,6 +271,7 @@ fn host_binfmt_misc_rules_are_planned_and_checked() {
     let (e_name, m_name) = (format!("plE{id}"), format!("plM{id}"));
     let ext = format!("plx{id}");
     let magic = format!("PLMAGIC{id}");
+    use progload_testkit::binfmt_misc::register;
     let _e = register(&format!(":{e_name}:E::{ext}::/bin/sh:"), &e_name);
     let _m = register(&format!(":{m_name}:M::{magic}::/bin/sh:P"), &m_name);
     let dir = progload_testkit::progs::TempDir::new().unwrap();

@@ -66,6 +66,16 @@ fn host() -> &'static Profile {
     HOST.get_or_init(|| progload_host::host_profile_with_compat().expect("host profile"))
 }
 
+/// The binfmt_misc rules registered with the running kernel (qemu-user's, on some machines),
+/// read once: the kernel runs files through them, so every plan takes the same ones.
+fn registered_misc_rules() -> &'static [progload::binfmt::misc::Rule] {
+    static RULES: std::sync::OnceLock<Vec<progload::binfmt::misc::Rule>> =
+        std::sync::OnceLock::new();
+    RULES.get_or_init(|| {
+        progload_host::binfmt_misc::registered_rules().expect("the host's binfmt_misc rules")
+    })
+}
+
 /// `TASK_SIZE` of a 64-bit task on the running kernel (x86_64 4-level: 0x7fff_ffff_f000; arm64
 /// 48-bit VA: 2^48; riscv64: 2^39, 2^48 or 2^56 by the MMU mode).
 fn task_size() -> u64 {
@@ -1724,9 +1734,7 @@ fn check_case(case: &Case, base: &Profile, fs: &TestFs) -> Result<String, String
         }
     };
     let mut lr = LoadRequest::new(Vec::new(), Vec::new(), case.envp.clone());
-    // The kernel also runs files through the binfmt_misc rules registered with it (qemu-user's,
-    // on some machines): the plan takes the same ones.
-    lr.misc_rules = progload_host::binfmt_misc::registered_rules().expect("binfmt_misc rules");
+    lr.misc_rules = registered_misc_rules().to_vec();
     lr.executable = exe;
     lr.no_follow = no_follow;
     lr.argv = case.argv.clone();

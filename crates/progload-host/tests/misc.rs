@@ -3,53 +3,14 @@
 
 mod callers;
 
-use std::io::Write;
-
 use progload::binfmt::misc::Rule;
 use progload::profile::ADDR_NO_RANDOMIZE;
 use progload::{plan, LoadRequest, SeededRng};
 use progload_host::check::compare;
 use progload_host::probe::{probe, ProbeOutcome, ProbeRequest};
 use progload_host::{host_profile, HostFs};
+use progload_testkit::binfmt_misc::register;
 use progload_testkit::progs;
-
-const MISC: &str = "/proc/sys/fs/binfmt_misc";
-
-/// A registered kernel rule, removed on drop.
-struct Registered(String);
-
-impl Drop for Registered {
-    fn drop(&mut self) {
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .write(true)
-            .open(format!("{MISC}/{}", self.0))
-        {
-            let _ = f.write_all(b"-1");
-        }
-    }
-}
-
-fn register(rule: &str, name: &str) -> Registered {
-    // The tests of this binary run in parallel: one of them mounts binfmt_misc if needed.
-    static MOUNT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _guard = MOUNT.lock().unwrap_or_else(|e| e.into_inner());
-    if !std::path::Path::new(&format!("{MISC}/register")).exists() {
-        let st = std::process::Command::new("mount")
-            .args(["-t", "binfmt_misc", "binfmt_misc", MISC])
-            .status();
-        assert!(
-            st.is_ok_and(|s| s.success()),
-            "cannot mount binfmt_misc (needs root)"
-        );
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .open(format!("{MISC}/register"))
-        .expect("open register");
-    f.write_all(rule.as_bytes())
-        .unwrap_or_else(|e| panic!("register {rule}: {e}"));
-    Registered(name.to_string())
-}
 
 fn same(rule_text: &str, name: &str, file: &std::path::Path, argv: &[&str]) {
     let _reg = register(rule_text, name);

@@ -1,5 +1,6 @@
 //! Test support for progload (dev-only, never published).
 //!
+//! - [`binfmt_misc`]: rules registered with the running kernel for a test.
 //! - [`elfbuild`]: a builder for crafted little-endian ELF64 files.
 //! - [`mutate`]: structure-aware mutation of executables for the kernel-differential campaign.
 //! - [`progs`]: real programs built with the host `gcc` (cached under the target directory),
@@ -8,6 +9,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod binfmt_misc;
 pub mod elfbuild;
 pub mod mutate;
 pub mod progs;

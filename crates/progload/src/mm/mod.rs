@@ -427,21 +427,30 @@ impl<'a, N: Clone> Mm<'a, N> {
         if len == 0 {
             return Ok(());
         }
-        let page = self.page;
         let Some(vma) = self.vmas.find(addr) else {
             return Err(MapError::PadZeroFault);
         };
-        if !vma.prot.contains(Prot::WRITE) {
+        if !vma.prot.contains(Prot::WRITE) || !self.page_in_file(vma, addr) {
             return Err(MapError::PadZeroFault);
         }
-        if let Backing::File { file, offset } = vma.backing {
-            let page_off = offset.wrapping_add(page_start(addr, page).wrapping_sub(vma.start));
-            if page_off >= page_align(self.file_size(file), page) {
-                return Err(MapError::PadZeroFault);
-            }
+        if matches!(vma.backing, Backing::File { .. }) {
             self.pad_zero(addr, len);
         }
         Ok(())
+    }
+
+    /// Whether the page of `vma` holding `addr` can be touched without a fault: any page of
+    /// an anonymous or special mapping, a file mapping's page only within the file (past its
+    /// end the access is SIGBUS).
+    fn page_in_file(&self, vma: &Vma, addr: u64) -> bool {
+        match vma.backing {
+            Backing::File { file, offset } => {
+                let page_off =
+                    offset.wrapping_add(page_start(addr, self.page).wrapping_sub(vma.start));
+                page_off < page_align(self.file_size(file), self.page)
+            }
+            _ => true,
+        }
     }
 
     /// Drops the recorded `padzero()` ranges inside `[start, end)`. Mirrors the kernel, where
@@ -503,22 +512,14 @@ impl<'a, N: Clone> Mm<'a, N> {
             match self.vmas.find(at) {
                 Some(v) if v.backing == Backing::Stack => {}
                 v => {
-                    let write = at < arg_start;
-                    let usable = v.is_some_and(|v| {
-                        let within_file = match v.backing {
-                            Backing::File { file, offset } => {
-                                offset.wrapping_add(at.wrapping_sub(v.start))
-                                    < page_align(self.file_size(file), page)
-                            }
-                            _ => true,
-                        };
-                        within_file
-                            && if write {
-                                v.prot.contains(Prot::WRITE)
-                            } else {
-                                v.prot.contains(Prot::READ)
-                            }
-                    });
+                    // The tables are written below arg_start, the strings read above it.
+                    let access = if at < arg_start {
+                        Prot::WRITE
+                    } else {
+                        Prot::READ
+                    };
+                    let usable =
+                        v.is_some_and(|v| v.prot.contains(access) && self.page_in_file(v, at));
                     if !usable {
                         return Err(at.max(sp));
                     }
