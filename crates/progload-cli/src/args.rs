@@ -8,8 +8,7 @@ use std::path::PathBuf;
 use clap::Args;
 use progload::binfmt::misc::Rule;
 use progload::profile::{Profile, ADDR_NO_RANDOMIZE};
-use progload::resolve::{resolve_dir, DirPath};
-use progload::{Error, FileSystem, LoadRequest, SeededRng};
+use progload::{Error, LoadRequest, LoadRequestBuilder, SeededRng};
 use progload_host::{host_profile, HostFs};
 
 use crate::profile_file;
@@ -296,23 +295,16 @@ pub(crate) fn prepare(a: &ExecArgs, compat: bool) -> Result<Prepared, PrepError>
             .unwrap_or_else(|_| b"/".to_vec()),
         None => b"/".to_vec(),
     };
-    let root = DirPath::root(fs.root());
-    let cwd = resolve_dir(&fs, &profile.credentials, &root, &cwd_path).map_err(|problem| {
-        PrepError::Exec(
-            cwd_path.clone(),
-            Error::Path {
-                path: progload::error::Bytes(cwd_path.clone()),
-                problem,
-            },
-        )
-    })?;
-    let mut argv = vec![a
-        .argv0
-        .as_ref()
-        .map_or_else(|| program.clone(), |s| s.as_bytes().to_vec())];
-    argv.extend(a.args().iter().map(|s| s.as_bytes().to_vec()));
-    let mut request = LoadRequest::new(program.clone(), argv, environment(a));
-    request.cwd = Some(cwd);
+    let mut builder = LoadRequestBuilder::new(program.clone())
+        .args(a.args().iter().map(|s| s.as_bytes()))
+        .envs(environment(a))
+        .cwd(cwd_path.clone());
+    if let Some(argv0) = &a.argv0 {
+        builder = builder.arg0(argv0.as_bytes());
+    }
+    let mut request = builder
+        .build(&fs, &profile)
+        .map_err(|e| PrepError::Exec(cwd_path, e))?;
     // This kernel's registered rules when planning for it, then the given ones (newer).
     if a.profile.is_none() {
         request.misc_rules = progload_host::binfmt_misc::registered_rules()

@@ -158,20 +158,7 @@ pub struct OvercommitFile {
     user_reserve_pages: u64,
 }
 
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
-
-/// Decodes hex text.
-pub fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 {
-        return None;
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
-        .collect()
-}
+pub use progload::contract::{from_hex as unhex, to_hex as hex};
 
 impl From<&Profile> for ProfileFile {
     fn from(p: &Profile) -> Self {

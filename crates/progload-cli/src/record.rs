@@ -9,36 +9,26 @@
 
 use std::path::{Path, PathBuf};
 
+use progload::contract::{to_hex as hex, ByteString};
 use progload::profile::Credentials;
 use progload_host::check::CheckRequest;
 use progload_host::probe::{KernelImage, MapsLine, MmFields, ProbeOutcome};
+use serde::Deserialize;
 use serde_json::{json, Value};
 
 /// The version of the record format, written into each record.
 const FORMAT: u64 = 1;
 
-/// A byte string as JSON: a string when it is UTF-8, else `{"hex": ...}`.
+/// A byte string as JSON: a string when it is UTF-8, else `{"hex": ...}` (the contract's
+/// [`ByteString`]).
 pub fn bytes_json(b: &[u8]) -> Value {
-    match std::str::from_utf8(b) {
-        Ok(s) => json!(s),
-        Err(_) => json!({ "hex": hex(b) }),
-    }
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    json!(ByteString(b.to_vec()))
 }
 
 fn bytes_from(v: &Value) -> Result<Vec<u8>, String> {
-    match v {
-        Value::String(s) => Ok(s.as_bytes().to_vec()),
-        Value::Object(o) => o
-            .get("hex")
-            .and_then(Value::as_str)
-            .and_then(crate::profile_file::unhex)
-            .ok_or_else(|| format!("bad byte string {v}")),
-        _ => Err(format!("bad byte string {v}")),
-    }
+    ByteString::deserialize(v)
+        .map(|b| b.0)
+        .map_err(|_| format!("bad byte string {v}"))
 }
 
 fn list_from(v: &Value) -> Result<Vec<Vec<u8>>, String> {
@@ -121,7 +111,7 @@ fn image_json(k: &KernelImage) -> Value {
                "start_data": mm.start_data, "end_data": mm.end_data, "start_brk": mm.start_brk,
                "arg_start": mm.arg_start, "arg_end": mm.arg_end, "env_start": mm.env_start,
                "env_end": mm.env_end, "brk": mm.brk},
-        "comm": k.comm,
+        "comm": bytes_json(&k.comm),
         "exe": bytes_json(k.exe.as_os_str().as_encoded_bytes()),
         "uids": k.uids,
         "gids": k.gids,
@@ -192,7 +182,7 @@ fn image_from(v: &Value) -> Result<KernelImage, String> {
             env_end: u64_of(mm, "env_end")?,
             brk: mm.get("brk").and_then(Value::as_u64),
         },
-        comm: str_of(v, "comm")?.to_string(),
+        comm: bytes_from(v.get("comm").ok_or("missing comm")?)?,
         exe: PathBuf::from(std::ffi::OsString::from(
             String::from_utf8(exe).map_err(|_| "exe is not UTF-8")?,
         )),

@@ -7,71 +7,20 @@ use std::process::ExitCode;
 use progload::{Errno, Error};
 
 use progload::Plan;
-use serde_json::{json, Value};
-
-use crate::record::bytes_json;
+use serde_json::Value;
 
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-fn hex(b: &[u8]) -> String {
-    let mut s = String::with_capacity(b.len() * 2);
-    for x in b {
-        let _ = write!(s, "{x:02x}");
-    }
-    s
-}
-
-/// The JSON contract of `progload plan --json` (see the README).
+/// The JSON contract of `progload plan --json` (see the README): the plan's
+/// [`progload::PlanRecord`] with `"ok": true`.
 pub fn json<N>(p: &Plan<N>) -> Value {
-    let maps: Vec<Value> = p
-        .maps()
-        .into_iter()
-        .map(|m| json!({"start": m.start, "end": m.end, "perms": m.perms, "offset": m.offset, "path": m.path}))
-        .collect();
-    let auxv: Vec<Value> = p.auxv.iter().map(|&(k, v)| json!([k, v])).collect();
-    let regs: serde_json::Map<String, Value> = p
-        .registers
-        .named()
-        .into_iter()
-        .map(|(n, v)| (n.to_string(), json!(v)))
-        .collect();
-    let c = &p.credentials;
-    json!({
-        "ok": true,
-        "entry": p.entry,
-        "stack_pointer": p.stack.sp,
-        "maps": maps,
-        "auxv": auxv,
-        // Byte strings: a JSON string when UTF-8, else {"hex": "..."} (nothing replaced).
-        "argv": p.argv.iter().map(|a| bytes_json(a)).collect::<Vec<_>>(),
-        "envp": p.envp.iter().map(|a| bytes_json(a)).collect::<Vec<_>>(),
-        "execfn": bytes_json(&p.execfn),
-        "comm": bytes_json(&p.comm),
-        "interpreter": p.interpreter.as_ref().map(|i| bytes_json(i)),
-        "exe": bytes_json(&p.exe),
-        // The bytes of private file pages the kernel clears (padzero): [address, length].
-        "zero": p.zero.iter().map(|&(a, n)| json!([a, n])).collect::<Vec<_>>(),
-        "mm": {
-            "start_code": p.mm.start_code, "end_code": p.mm.end_code,
-            "start_data": p.mm.start_data, "end_data": p.mm.end_data,
-            "start_brk": p.mm.start_brk, "brk": p.mm.brk,
-            "start_stack": p.mm.start_stack,
-            "arg_start": p.mm.arg_start, "arg_end": p.mm.arg_end,
-            "env_start": p.mm.env_start, "env_end": p.mm.env_end,
-        },
-        "stack": {"top": p.stack.top, "bytes": hex(&p.stack.bytes)},
-        "registers": regs,
-        "credentials": {
-            "uid": c.uid, "euid": c.euid, "suid": c.suid, "fsuid": c.fsuid,
-            "gid": c.gid, "egid": c.egid, "sgid": c.sgid, "fsgid": c.fsgid,
-            "secure": c.secureexec, "no_new_privs": c.no_new_privs,
-        },
-        "personality": p.personality,
-        "exec_stack": p.exec_stack,
-        "randomized": p.randomized,
-    })
+    let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
+    if let Value::Object(o) = &mut v {
+        o.insert(String::from("ok"), Value::Bool(true));
+    }
+    v
 }
 
 /// The readable report: maps like /proc/PID/maps, auxv like LD_SHOW_AUXV, registers, mm

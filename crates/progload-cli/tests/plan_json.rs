@@ -71,9 +71,19 @@ fn same(program: &str, rlimit: Option<Option<u64>>) {
     let kmaps: Vec<Value> = k
         .maps
         .iter()
-        .map(|m| serde_json::json!({"start": m.start, "end": m.end, "perms": m.perms, "offset": m.offset, "path": m.path}))
+        .map(|m| {
+            let (major, minor) = m.dev.split_once(':').unwrap();
+            let dev = [major, minor].map(|x| u32::from_str_radix(x, 16).unwrap());
+            serde_json::json!({"start": m.start, "end": m.end, "perms": m.perms, "offset": m.offset,
+                "dev": dev, "inode": m.inode, "path": m.path})
+        })
         .collect();
-    check("maps", Value::Array(kmaps), &v["maps"]);
+    // The kernel does not say what a mapping is: compare everything else.
+    let mut pmaps = v["maps"].clone();
+    for m in pmaps.as_array_mut().into_iter().flatten() {
+        m.as_object_mut().unwrap().remove("kind");
+    }
+    check("maps", Value::Array(kmaps), &pmaps);
     let kaux: Vec<Value> = k
         .auxv
         .iter()
@@ -112,7 +122,11 @@ fn same(program: &str, rlimit: Option<Option<u64>>) {
     if let Some(b) = mm.brk {
         check("mm.brk", b.into(), &v["mm"]["brk"]);
     }
-    check("comm", k.comm.clone().into(), &v["comm"]);
+    check(
+        "comm",
+        String::from_utf8(k.comm.clone()).unwrap().into(),
+        &v["comm"],
+    );
     assert!(diffs.is_empty(), "{program}:\n{}", diffs.join("\n"));
 }
 

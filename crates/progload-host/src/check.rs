@@ -31,13 +31,67 @@ impl fmt::Display for Difference {
 
 struct Diffs(Vec<Difference>);
 
+/// How a compared value is written in a [`Difference`]: numbers in hex, text as it is, byte
+/// strings with their non-UTF-8 bytes as `\xNN` (so nothing is lost).
+trait Shown: PartialEq {
+    fn show(&self) -> String;
+}
+
+impl Shown for u64 {
+    fn show(&self) -> String {
+        format!("{self:#x}")
+    }
+}
+
+impl Shown for u32 {
+    fn show(&self) -> String {
+        format!("{self:#x}")
+    }
+}
+
+impl Shown for usize {
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Shown for bool {
+    fn show(&self) -> String {
+        self.to_string()
+    }
+}
+
+impl Shown for &str {
+    fn show(&self) -> String {
+        (*self).to_string()
+    }
+}
+
+impl Shown for String {
+    fn show(&self) -> String {
+        self.clone()
+    }
+}
+
+impl Shown for &[u8] {
+    fn show(&self) -> String {
+        progload::contract::ByteString(self.to_vec()).to_string()
+    }
+}
+
+impl Shown for [u32; 4] {
+    fn show(&self) -> String {
+        self.map(|x| x.to_string()).join(", ")
+    }
+}
+
 impl Diffs {
-    fn cmp<T: PartialEq + fmt::Debug>(&mut self, field: impl Into<String>, kernel: T, plan: T) {
+    fn cmp<T: Shown>(&mut self, field: impl Into<String>, kernel: T, plan: T) {
         if kernel != plan {
             self.0.push(Difference {
                 field: field.into(),
-                kernel: format!("{kernel:#x?}"),
-                plan: format!("{plan:#x?}"),
+                kernel: kernel.show(),
+                plan: plan.show(),
             });
         }
     }
@@ -192,7 +246,7 @@ pub fn compare_files<N>(plan: &Plan<N>, k: &KernelImage, file_ids: bool) -> Vec<
     d.cmp("mm.arg_end", m.arg_end, pm.arg_end);
     d.cmp("mm.env_start", m.env_start, pm.env_start);
     d.cmp("mm.env_end", m.env_end, pm.env_end);
-    d.cmp("comm", k.comm.as_bytes(), plan.comm.as_slice());
+    d.cmp("comm", k.comm.as_slice(), plan.comm.as_slice());
     d.credentials(plan, k);
     d.cmp(
         "exe",
@@ -369,7 +423,7 @@ pub fn compare_unrandomized_parts<N>(plan: &Plan<N>, k: &KernelImage) -> Vec<Dif
         .map(<[u8]>::to_vec)
         .unwrap_or_default();
     d.cmp("stack strings", hex(&kstr), hex(&pstr));
-    d.cmp("comm", k.comm.as_bytes(), plan.comm.as_slice());
+    d.cmp("comm", k.comm.as_slice(), plan.comm.as_slice());
     d.credentials(plan, k);
     d.cmp(
         "exe",

@@ -247,8 +247,9 @@ impl Proc {
         }
     }
 
+    /// A text file; bytes that are not UTF-8 (a path in `maps`) become U+FFFD.
     fn text(self, name: &str) -> io::Result<String> {
-        std::fs::read_to_string(self.path(name))
+        Ok(String::from_utf8_lossy(&std::fs::read(self.path(name))?).into_owned())
     }
 
     /// `maps`.
@@ -284,9 +285,9 @@ impl Proc {
     }
 
     /// `comm`, without its newline.
-    pub(crate) fn comm(self) -> io::Result<String> {
-        let mut comm = self.text("comm")?;
-        if comm.ends_with('\n') {
+    pub(crate) fn comm(self) -> io::Result<Vec<u8>> {
+        let mut comm = std::fs::read(self.path("comm"))?;
+        if comm.ends_with(b"\n") {
             comm.pop();
         }
         Ok(comm)

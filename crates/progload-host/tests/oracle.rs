@@ -260,3 +260,21 @@ fn i386_programs() {
         assert_same(Case::new(progs::path(prog).as_os_str().as_encoded_bytes()));
     }
 }
+
+/// Bytes that are not UTF-8 and a newline in the program's directory and name: the kernel
+/// prints the newline in /proc/PID/maps as `\012` and keeps the other bytes in maps, exe and
+/// comm as they are.
+#[test]
+fn odd_bytes_in_paths() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = progs::TempDir::new().unwrap();
+    let sub = dir
+        .path()
+        .join(std::ffi::OsStr::from_bytes(b"new\nline\xff"));
+    std::fs::create_dir(&sub).unwrap();
+    for prog in [progs::pie(), progs::static_exec()] {
+        let to = sub.join(std::ffi::OsStr::from_bytes(b"pro\xfeg\n"));
+        std::fs::copy(&prog, &to).unwrap();
+        assert_same(Case::new(to.as_os_str().as_encoded_bytes()));
+    }
+}

@@ -141,7 +141,7 @@ fn usr_bin_true_is_consistent() {
     let (argv, envp) = stack_vectors(&img);
     assert_eq!(Some(argv), req.argv);
     assert_eq!(envp, req.envp);
-    assert_eq!(img.comm, "true");
+    assert_eq!(img.comm, b"true");
     assert_eq!(img.exe, std::fs::canonicalize("/usr/bin/true").unwrap());
 
     // Dynamically linked: the kernel starts the interpreter, at AT_BASE + its e_entry, and
@@ -169,7 +169,7 @@ fn static_program_starts_at_its_entry() {
     assert_eq!(img.auxv_get(AT_BASE), Some(0));
     assert_eq!(img.auxv_get(AT_ENTRY), Some(img.regs.rip));
     assert_eq!(img.regs.rip, e_entry(&path));
-    assert_eq!(img.comm, "asm-exit");
+    assert_eq!(img.comm, b"asm-exit");
     assert_eq!(img.exe, path);
 }
 
@@ -271,7 +271,7 @@ fn relative_path_with_cwd_stays_relative() {
     req.cwd = Some("/usr/bin".into());
     let img = stopped(&req);
     check_common(&img, b"./true");
-    assert_eq!(img.comm, "true");
+    assert_eq!(img.comm, b"true");
 }
 
 #[test]
@@ -304,7 +304,7 @@ fn scripts_run_their_interpreter() {
     let (argv, _) = stack_vectors(&img);
     assert_eq!(argv, vec![b"/bin/sh".to_vec(), p.to_vec()]);
     assert_eq!(img.exe, sh);
-    assert_eq!(img.comm, "plain-script");
+    assert_eq!(img.comm, b"plain-script");
 
     let p = with_arg.as_os_str().as_bytes();
     let img = stopped(&ProbeRequest::new(p));

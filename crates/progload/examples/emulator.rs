@@ -126,8 +126,9 @@ impl AddressSpace for GuestMemory<'_> {
     ) -> Result<(), Errno> {
         for i in (0..len).step_by(4096) {
             let mut page = Box::new([0u8; 4096]);
-            // Bytes past the end of the file read as zero, as in a private file mapping.
-            self.fs.read_at(file, offset + i, &mut page[..])?;
+            // read_full() loops over short reads; bytes past the end of the file stay zero,
+            // as in a private file mapping.
+            progload::fs::read_full(self.fs, file, offset + i, &mut page[..])?;
             self.pages.insert(addr + i, (page, prot));
         }
         Ok(())

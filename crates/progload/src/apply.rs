@@ -25,6 +25,14 @@ pub trait AddressSpace {
     fn reset(&mut self) -> Result<(), Self::Error>;
     /// Maps `len` bytes of `file` at `offset` privately at `addr` with `prot` (r/w/x bits).
     ///
+    /// `file` is a node of the [`FileSystem`](crate::FileSystem) the plan was made in (the
+    /// file's path is in the plan's [`files`](crate::Plan::files)). A backend that copies the
+    /// bytes in, as an emulator does, reads them through that filesystem:
+    /// [`crate::fs::read_full`]`(&fs, file, offset, &mut buf)` loops over short reads and
+    /// returns how many bytes the file had; the rest of a page past the end of the file stays
+    /// zero, as in a private mapping. (`progload_host::HostFs`'s nodes are `O_PATH`
+    /// descriptors, which cannot be read themselves: its `read_at` reads them.)
+    ///
     /// # Errors
     /// The backend's.
     fn map_file(
@@ -199,11 +207,7 @@ impl<N> Plan<N> {
         maps_lines(
             &self.vmas,
             |i| match self.files.get(i) {
-                Some(f) => (
-                    String::from_utf8_lossy(&f.path).into_owned(),
-                    f.meta.dev,
-                    f.meta.inode,
-                ),
+                Some(f) => (maps_path(&f.path), f.meta.dev, f.meta.inode),
                 None => (String::new(), (0, 0), 0),
             },
             (self.mm.start_brk, self.mm.brk),
@@ -211,6 +215,17 @@ impl<N> Plan<N> {
             self.kernel.rules().heap_name_strict,
         )
     }
+}
+
+/// A file's path as /proc/PID/maps prints it: `seq_file_path(m, file, "\n")` writes a newline
+/// as `\012`; bytes that are not UTF-8 become U+FFFD here (the exact bytes are in
+/// [`crate::contract::MapRecord::path`]).
+fn maps_path(path: &[u8]) -> String {
+    let mut text = String::from_utf8_lossy(path).into_owned();
+    if text.contains('\n') {
+        text = text.replace('\n', "\\012");
+    }
+    text
 }
 
 /// A simulated address space: VMAs plus the bytes the loader wrote, never copies of files.
@@ -254,6 +269,16 @@ impl<N: Clone + PartialEq> SimAddressSpace<N> {
     /// The files mapped, indexed as the VMAs' `Backing::File::file`.
     pub fn files(&self) -> &[N] {
         &self.files
+    }
+
+    /// The runs of bytes the loader wrote (the vDSO image, the stack), by address.
+    pub fn written(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.written.iter().map(|(&a, d)| (a, d.as_slice()))
+    }
+
+    /// The byte ranges of private file pages the loader zeroed: (address, length).
+    pub fn zeroed(&self) -> &[(u64, u64)] {
+        &self.zeroed
     }
 
     /// Reads loader-written bytes at `addr` (zero where nothing was written).

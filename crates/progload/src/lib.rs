@@ -136,6 +136,7 @@ pub mod apply;
 pub mod arch;
 pub mod auxv;
 pub mod binfmt;
+pub mod contract;
 pub mod creds;
 pub mod errno;
 pub mod error;
@@ -151,10 +152,11 @@ pub mod trace;
 pub mod vdso;
 
 pub use apply::{apply, AddressSpace, MapsLine, SimAddressSpace};
+pub use contract::PlanRecord;
 pub use errno::Errno;
 pub use error::{Error, Result};
 pub use fs::{FileKind, FileSystem, MemFs, Metadata};
-pub use plan::{plan, plan_traced, Executable, LoadRequest, Plan};
+pub use plan::{plan, plan_traced, Executable, LoadRequest, LoadRequestBuilder, Plan};
 pub use profile::Profile;
 pub use prot::Prot;
 /// The `rand_core` whose [`rand_core::Rng`] [`plan()`] takes (any RNG of `rand` 0.10 is one).

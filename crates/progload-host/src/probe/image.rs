@@ -153,8 +153,8 @@ pub struct KernelImage {
     pub stack_bytes: Vec<u8>,
     /// `mm_struct` fields.
     pub mm: MmFields,
-    /// `/proc/PID/comm` without the trailing newline.
-    pub comm: String,
+    /// `/proc/PID/comm` without the trailing newline (the bytes the task holds).
+    pub comm: Vec<u8>,
     /// `readlink /proc/PID/exe`.
     pub exe: PathBuf,
     /// `/proc/PID/status` `Uid:`: real, effective, saved and filesystem uid.
