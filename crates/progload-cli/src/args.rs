@@ -13,7 +13,8 @@ use progload_host::{host_profile, HostFs};
 
 use crate::profile_file;
 
-/// Options shared by every command that plans an exec.
+/// The options of `plan` and `explain`, and what `check` and `run` fill in from their own
+/// (`check::CheckExecArgs`, `run::RunArgs`), which leave out what they cannot honour.
 #[derive(Args, Clone)]
 pub struct ExecArgs {
     /// Host directory used as the root of the exec (`/` inside the plan). Never escaped.
@@ -50,8 +51,7 @@ pub struct ExecArgs {
     pub(crate) stack_limit: Option<String>,
     /// A binfmt_misc rule `:name:type:offset:magic:mask:interpreter:flags` (repeatable;
     /// later rules win, as newer registrations do). With the host profile the rules
-    /// registered in /proc/sys/fs/binfmt_misc apply too, and these come after them; `check`
-    /// takes only rules the kernel has registered.
+    /// registered in /proc/sys/fs/binfmt_misc apply too, and these come after them.
     #[arg(long = "binfmt-misc", value_name = "RULE")]
     pub(crate) misc: Vec<OsString>,
     /// Look PROGRAM up in $PATH when it has no `/` (as execvp does).
@@ -59,7 +59,6 @@ pub struct ExecArgs {
     pub(crate) path_search: bool,
     /// Plan for another caller: `UID[:GID]` sets the real and effective ids, or
     /// `UID,EUID[:GID,EGID]` sets them apart (numbers only; default: the profile's caller).
-    /// `check` runs the kernel's exec with the same ids. Not for `run`.
     #[arg(long, value_name = "UID[:GID]")]
     pub(crate) user: Option<String>,
     /// The caller's supplementary groups, comma-separated (with --user; default none).
@@ -70,7 +69,7 @@ pub struct ExecArgs {
     pub(crate) no_new_privs: bool,
     /// The program to execute and its arguments. Everything from PROGRAM on belongs to the
     /// program, options included (as with `env` or `setarch`).
-    #[arg(value_name = "PROGRAM [ARGS]", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+    #[arg(value_name = "PROGRAM [ARGS]", required = true, num_args = 1.., trailing_var_arg = true)]
     pub(crate) command: Vec<OsString>,
 }
 

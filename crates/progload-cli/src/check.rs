@@ -1,6 +1,7 @@
 //! `progload check`: the plan against the live kernel, for one program or a sweep.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::io::{IsTerminal, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -25,27 +26,106 @@ pub(crate) struct CheckArgs {
     #[arg(long)]
     pub(crate) sweep: bool,
     /// Parallel checks in a sweep.
-    #[arg(long, default_value_t = 2)]
+    #[arg(long, default_value_t = 2, requires = "sweep")]
     pub(crate) jobs: usize,
     /// With --sweep: also write each exec's request and the kernel's outcome (its whole image
     /// at the first instruction) into DIR, one JSON file per program, for --replay.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", requires = "sweep")]
     pub(crate) record: Option<PathBuf>,
     /// Judge plans against recorded kernel outcomes instead of the live kernel: the operands
     /// are directories written by --record. Plan with the recording machine's profile
-    /// (--profile FILE) and files (--root DIR).
-    #[arg(long, conflicts_with = "sweep")]
+    /// (--profile FILE) and files (--root DIR); the requests are the recorded ones.
+    #[arg(long, conflicts_with_all = [
+        "sweep", "cwd", "argv0", "env_clear", "env", "stack_limit", "misc", "user", "groups",
+        "no_new_privs",
+    ])]
     pub(crate) replay: bool,
     #[command(flatten)]
-    pub(crate) exec: ExecArgs,
+    pub(crate) exec: CheckExecArgs,
+}
+
+/// The exec options of `check`: those of `plan` that the kernel's exec is given too. Not the
+/// randomness (`--no-randomize`, `--seed`, `--random-bytes`): the kernel's exec runs with
+/// ADDR_NO_RANDOMIZE and draws its own AT_RANDOM bytes; nor `--path-search`: the kernel gets
+/// PROGRAM as given.
+#[derive(Args)]
+pub(crate) struct CheckExecArgs {
+    /// With --replay: the host directory holding the recording machine's files, used as `/`
+    /// for the plans (default `/`). A live check runs the kernel's exec in this process's root.
+    #[arg(long, value_name = "DIR", requires = "replay")]
+    root: Option<PathBuf>,
+    /// The working directory of the exec, for both the kernel and the plan (default: the
+    /// current directory).
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<OsString>,
+    /// Replace argv[0] (default: PROGRAM as given).
+    #[arg(long, value_name = "NAME")]
+    argv0: Option<OsString>,
+    /// Start from an empty environment instead of inheriting this one.
+    #[arg(long)]
+    env_clear: bool,
+    /// Set an environment variable (repeatable).
+    #[arg(short = 'e', long = "env", value_name = "K=V")]
+    env: Vec<OsString>,
+    /// The profile the plan is made with: a preset name (x86_64, aarch64) or a JSON file (see
+    /// `progload profile`). Default: this host.
+    #[arg(long, value_name = "FILE|PRESET")]
+    profile: Option<String>,
+    /// RLIMIT_STACK for the kernel's exec and the plan, in bytes or `unlimited` (default:
+    /// this process's).
+    #[arg(long, value_name = "BYTES")]
+    stack_limit: Option<String>,
+    /// A binfmt_misc rule `:name:type:offset:magic:mask:interpreter:flags` that this kernel
+    /// has registered (repeatable). The kernel's exec uses every registered rule, and so does
+    /// the plan: a rule the kernel does not have is refused.
+    #[arg(long = "binfmt-misc", value_name = "RULE")]
+    misc: Vec<OsString>,
+    /// Exec for another caller, in the kernel and in the plan: `UID[:GID]` sets the real and
+    /// effective ids, or `UID,EUID[:GID,EGID]` sets them apart (numbers only).
+    #[arg(long, value_name = "UID[:GID]")]
+    user: Option<String>,
+    /// The caller's supplementary groups, comma-separated (with --user; default none).
+    #[arg(long, value_name = "GID,...", requires = "user")]
+    groups: Option<String>,
+    /// The caller sets PR_SET_NO_NEW_PRIVS before the exec (set-id bits are then ignored).
+    #[arg(long)]
+    no_new_privs: bool,
+    /// The program to execute and its arguments (with --sweep or --replay: directories).
+    /// Everything from PROGRAM on belongs to the program, options included (as with `env` or
+    /// `setarch`).
+    #[arg(value_name = "PROGRAM [ARGS]", required = true, num_args = 1.., trailing_var_arg = true)]
+    command: Vec<OsString>,
+}
+
+impl CheckArgs {
+    /// The exec options as `plan` takes them, the randomness and the PATH search left at
+    /// their defaults.
+    pub(crate) fn exec_args(&self) -> ExecArgs {
+        let e = &self.exec;
+        ExecArgs {
+            root: e.root.clone().unwrap_or_else(|| PathBuf::from("/")),
+            cwd: e.cwd.clone(),
+            argv0: e.argv0.clone(),
+            env_clear: e.env_clear,
+            env: e.env.clone(),
+            no_randomize: false,
+            seed: None,
+            random_bytes: None,
+            profile: e.profile.clone(),
+            stack_limit: e.stack_limit.clone(),
+            misc: e.misc.clone(),
+            path_search: false,
+            user: e.user.clone(),
+            groups: e.groups.clone(),
+            no_new_privs: e.no_new_privs,
+            command: e.command.clone(),
+        }
+    }
 }
 
 fn request(a: &ExecArgs, path: Vec<u8>, args: &[Vec<u8>]) -> Result<CheckRequest, Usage> {
-    if a.root != Path::new("/") {
-        return Err(Usage(
-            "check runs the kernel's exec in this process's root: --root must be /".into(),
-        ));
-    }
+    // `--root` is for --replay only (clap sees to it): the kernel's exec runs in this
+    // process's root.
     let cwd = match &a.cwd {
         Some(c) => PathBuf::from(c),
         None => std::env::current_dir().map_err(|e| Usage(format!("current directory: {e}")))?,
@@ -167,7 +247,8 @@ fn kernel_line(p: &progload::Profile) -> String {
 }
 
 pub fn run(args: &CheckArgs) -> ExitCode {
-    let profile = match load_profile(&args.exec, true) {
+    let exec = args.exec_args();
+    let profile = match load_profile(&exec, true) {
         Ok(p) => p,
         Err(Usage(m)) => {
             eprintln!("progload: {m}");
@@ -175,12 +256,12 @@ pub fn run(args: &CheckArgs) -> ExitCode {
         }
     };
     if args.sweep {
-        return sweep(args, &profile);
+        return sweep(args, &exec, &profile);
     }
     if args.replay {
-        return replay(args, &profile);
+        return replay(args, &exec, &profile);
     }
-    let a = &args.exec;
+    let a = &exec;
     let rest: Vec<Vec<u8>> = a.args().iter().map(|s| s.as_bytes().to_vec()).collect();
     let req = match request(a, a.program().as_bytes().to_vec(), &rest) {
         Ok(r) => r,
@@ -236,8 +317,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
-fn sweep(args: &CheckArgs, profile: &progload::Profile) -> ExitCode {
-    let a = &args.exec;
+fn sweep(args: &CheckArgs, a: &ExecArgs, profile: &progload::Profile) -> ExitCode {
     let mut files = Vec::new();
     for d in &a.command {
         // Each argument must be a directory: a missing one or a file is a usage error, not
@@ -306,8 +386,7 @@ fn check_and_record(
 
 /// `check --replay DIR...`: every recorded exec judged against a plan from `profile` over
 /// `--root`.
-fn replay(args: &CheckArgs, profile: &progload::Profile) -> ExitCode {
-    let a = &args.exec;
+fn replay(args: &CheckArgs, a: &ExecArgs, profile: &progload::Profile) -> ExitCode {
     let fs = match progload_host::HostFs::new(&a.root) {
         Ok(fs) => fs,
         Err(e) => {

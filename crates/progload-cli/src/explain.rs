@@ -4,19 +4,39 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
-use progload::error::{PathProblem, ScriptProblem};
+use clap::Args;
+use progload::error::{Bytes, PathProblem, ScriptProblem};
 use progload::trace::{Role, Step};
 use progload::{plan_traced, Errno, Error};
+use serde_json::{json, Value};
 
-use crate::args::{prepare, ExecArgs, PrepError, Usage};
+use crate::args::{load_profile, prepare, ExecArgs, PrepError, Usage};
+use crate::record::bytes_json;
 use crate::report::exit_for;
 
+#[derive(Args)]
+pub(crate) struct ExplainArgs {
+    /// Print one JSON object instead of the text: the steps, and the result or the failure
+    /// with its errno, cause and hint.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) exec: ExecArgs,
+}
+
+/// A byte string as text, control characters and bytes that are not UTF-8 escaped.
 fn s(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+    Bytes(b.to_vec()).to_string()
+}
+
+/// A byte string in double quotes, control characters and bytes that are not UTF-8 escaped
+/// (`"/bin/sh\r"`).
+fn q(b: &[u8]) -> String {
+    format!("\"{}\"", Bytes(b.to_vec()))
 }
 
 fn argv_list(argv: &[Vec<u8>]) -> String {
-    let items: Vec<String> = argv.iter().map(|a| format!("{:?}", s(a))).collect();
+    let items: Vec<String> = argv.iter().map(|a| q(a)).collect();
     format!("[{}]", items.join(", "))
 }
 
@@ -53,7 +73,7 @@ pub fn describe(steps: &[Step]) -> String {
         let n = i + 1;
         let _ = match step {
             Step::Opened { role, given, path, links } => {
-                let mut line = format!("{n:>2}. open {} {:?}", role_name(*role), s(given));
+                let mut line = format!("{n:>2}. open {} {}", role_name(*role), q(given));
                 if given != path {
                     let _ = write!(line, " → {}", s(path));
                 }
@@ -64,15 +84,16 @@ pub fn describe(steps: &[Step]) -> String {
             }
             Step::MiscRule { name, interpreter, argv } => writeln!(
                 out,
-                "{n:>2}. binfmt_misc rule {name:?} matches: run {:?}; argv becomes {}",
-                s(interpreter),
+                "{n:>2}. binfmt_misc rule {} matches: run {}; argv becomes {}",
+                q(name.as_bytes()),
+                q(interpreter),
                 argv_list(argv)
             ),
             Step::Script { interpreter, argument, argv } => writeln!(
                 out,
-                "{n:>2}. the file starts with \"#!\": interpreter {:?}{}; argv becomes {}",
-                s(interpreter),
-                argument.as_ref().map_or_else(String::new, |a| format!(", one argument {:?}", s(a))),
+                "{n:>2}. the file starts with \"#!\": interpreter {}{}; argv becomes {}",
+                q(interpreter),
+                argument.as_ref().map_or_else(String::new, |a| format!(", one argument {}", q(a))),
                 argv_list(argv)
             ),
             Step::Elf { path, e_type, phnum, interpreter, exec_stack } => writeln!(
@@ -85,7 +106,7 @@ pub fn describe(steps: &[Step]) -> String {
                     3 => "ET_DYN without an interpreter: static-PIE or a loader run directly",
                     _ => "unknown type",
                 },
-                interpreter.as_ref().map_or_else(|| String::from(", no interpreter"), |i| format!(", interpreter {:?}", s(i))),
+                interpreter.as_ref().map_or_else(|| String::from(", no interpreter"), |i| format!(", interpreter {}", q(i))),
                 match exec_stack {
                     Some(true) => ", executable stack (PT_GNU_STACK RWX)",
                     Some(false) => "",
@@ -206,7 +227,89 @@ pub fn hint(e: &Error, steps: &[Step], root: &str) -> String {
     }
 }
 
-pub fn run(a: &ExecArgs) -> ExitCode {
+fn role_json(r: Role) -> &'static str {
+    match r {
+        Role::Program => "program",
+        Role::ScriptInterpreter => "script_interpreter",
+        Role::MiscInterpreter => "binfmt_misc_interpreter",
+        Role::ElfInterpreter => "elf_interpreter",
+    }
+}
+
+fn list_json(l: &[Vec<u8>]) -> Value {
+    l.iter().map(|a| bytes_json(a)).collect()
+}
+
+/// The steps as JSON objects, each with its `step` kind; byte strings as in the JSON
+/// contract (a string when UTF-8, else `{"hex": ...}`).
+pub fn steps_json(steps: &[Step]) -> Vec<Value> {
+    steps
+        .iter()
+        .map(|step| match step {
+            Step::Opened { role, given, path, links } => json!({
+                "step": "open",
+                "role": role_json(*role),
+                "given": bytes_json(given),
+                "path": bytes_json(path),
+                "symlinks": links.iter().map(|(l, t)| json!({"link": bytes_json(l), "target": bytes_json(t)})).collect::<Vec<_>>(),
+            }),
+            Step::MiscRule { name, interpreter, argv } => json!({
+                "step": "binfmt_misc",
+                "rule": name,
+                "interpreter": bytes_json(interpreter),
+                "argv": list_json(argv),
+            }),
+            Step::Script { interpreter, argument, argv } => json!({
+                "step": "script",
+                "interpreter": bytes_json(interpreter),
+                "argument": argument.as_ref().map(|a| bytes_json(a)),
+                "argv": list_json(argv),
+            }),
+            Step::Elf { path, e_type, phnum, interpreter, exec_stack } => json!({
+                "step": "elf",
+                "path": bytes_json(path),
+                "e_type": e_type,
+                "kind": match e_type {
+                    2 => "exec",
+                    3 if interpreter.is_some() => "pie",
+                    3 => "dyn_without_interpreter",
+                    _ => "unknown",
+                },
+                "phnum": phnum,
+                "interpreter": interpreter.as_ref().map(|i| bytes_json(i)),
+                // null: no PT_GNU_STACK.
+                "exec_stack": exec_stack,
+            }),
+            Step::PointOfNoReturn => json!({"step": "point_of_no_return"}),
+            Step::Segment { path, index, vaddr, filesz, memsz, addr, prot } => json!({
+                "step": "segment",
+                "path": bytes_json(path),
+                "index": index,
+                "vaddr": vaddr,
+                "filesz": filesz,
+                "memsz": memsz,
+                "addr": addr,
+                "prot": prot.to_string(),
+            }),
+        })
+        .collect()
+}
+
+/// The failure object of `explain --json`.
+fn failure_json(e: &Error, cause: String, hint: String) -> Value {
+    let errno = e.errno();
+    json!({
+        "errno": errno.name(),
+        "code": errno.0,
+        "text": errno.text(),
+        "fatal": e.is_fatal(),
+        "cause": cause,
+        "hint": hint,
+    })
+}
+
+pub(crate) fn run(args: &ExplainArgs) -> ExitCode {
+    let a = &args.exec;
     let mut prep = match prepare(a, true) {
         Ok(p) => p,
         Err(PrepError::Usage(Usage(m))) => {
@@ -214,16 +317,27 @@ pub fn run(a: &ExecArgs) -> ExitCode {
             return ExitCode::from(2);
         }
         Err(PrepError::Exec(p, e)) => {
-            println!("the working directory {} cannot be used: {e}", s(&p));
+            let cause = format!("the working directory {} cannot be used: {e}", s(&p));
+            if args.json {
+                // prepare() read the profile before it resolved the working directory.
+                let profile = load_profile(a, true).ok();
+                println!(
+                    "{}",
+                    json!({
+                        "ok": false,
+                        "kernel": profile.as_ref().map(|p| p.kernel.to_string()),
+                        "arch": profile.as_ref().map(|p| p.arch.name()),
+                        "steps": [],
+                        "failure": failure_json(&e, cause, hint(&e, &[], &a.root.display().to_string())),
+                    })
+                );
+            } else {
+                println!("{cause}");
+            }
             return ExitCode::from(exit_for(&e));
         }
     };
     let root = a.root.display().to_string();
-    println!(
-        "planning for Linux {} on {}",
-        prep.profile.kernel,
-        prep.profile.arch.name()
-    );
     let mut steps = Vec::new();
     let result = plan_traced(
         &prep.fs,
@@ -232,14 +346,47 @@ pub fn run(a: &ExecArgs) -> ExitCode {
         &mut prep.rng,
         &mut steps,
     );
+    if args.json {
+        let mut v = json!({
+            "ok": result.is_ok(),
+            "kernel": prep.profile.kernel.to_string(),
+            "arch": prep.profile.arch.name(),
+            "steps": steps_json(&steps),
+        });
+        let code = match &result {
+            Ok(p) => {
+                v["result"] = json!({
+                    "entry": p.entry,
+                    "stack_pointer": p.stack.sp,
+                    "exe": bytes_json(&p.exe),
+                    "interpreter": p.interpreter.as_ref().map(|i| bytes_json(i)),
+                    "argv": list_json(&p.argv),
+                    "comm": bytes_json(&p.comm),
+                    "mappings": p.vmas.len(),
+                });
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                v["failure"] = failure_json(e, e.to_string(), hint(e, &steps, &root));
+                ExitCode::from(exit_for(e))
+            }
+        };
+        println!("{v}");
+        return code;
+    }
+    println!(
+        "planning for Linux {} on {}",
+        prep.profile.kernel,
+        prep.profile.arch.name()
+    );
     print!("{}", describe(&steps));
     match result {
         Ok(p) => {
             println!(
-                "result: the program starts at {:#x} with the stack pointer at {:#x}; comm {:?}; {} mappings",
+                "result: the program starts at {:#x} with the stack pointer at {:#x}; comm {}; {} mappings",
                 p.entry,
                 p.stack.sp,
-                s(&p.comm),
+                q(&p.comm),
                 p.vmas.len()
             );
             ExitCode::SUCCESS

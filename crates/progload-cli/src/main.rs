@@ -19,7 +19,9 @@ use progload::profile::Profile;
 
 use crate::args::ExecArgs;
 use crate::check::CheckArgs;
+use crate::explain::ExplainArgs;
 use crate::plan::PlanArgs;
+use crate::run::RunArgs;
 
 #[derive(Parser)]
 #[command(
@@ -43,10 +45,10 @@ enum Command {
     Check(Box<CheckArgs>),
     /// Replace this process with PROGRAM as `execve` would, by a userland exec: no execve
     /// call, same pid, the kernel's exact image.
-    Run(Box<ExecArgs>),
+    Run(Box<RunArgs>),
     /// Tell, step by step, what the kernel does for this exec, and on failure why, with the
     /// errno and a hint.
-    Explain(Box<ExecArgs>),
+    Explain(Box<ExplainArgs>),
     /// Print a profile (the host's by default) as JSON, for `--profile FILE`.
     ///
     /// A preset (`--preset`) knows what follows from a kernel release and architecture with
@@ -106,8 +108,8 @@ fn main() -> ExitCode {
     }
     match &cli.command {
         Command::Plan(a) => warn_options_after_program("plan", &a.exec),
-        Command::Check(a) => warn_options_after_program("check", &a.exec),
-        Command::Explain(a) => warn_options_after_program("explain", a),
+        Command::Check(a) => warn_options_after_program("check", &a.exec_args()),
+        Command::Explain(a) => warn_options_after_program("explain", &a.exec),
         Command::Run(_) | Command::Profile { .. } => {}
     }
     match cli.command {

@@ -1,10 +1,14 @@
 //! `progload plan --svg FILE`: a picture of the planned address space.
 //!
 //! Left: every mapping from the top of the address space down, each band's height growing
-//! with the logarithm of its size, and the huge unmapped gaps folded into short, labelled
-//! breaks. Right: the top of the stack zoomed in, byte ranges to scale within the panel —
+//! with the logarithm of its size and both its addresses shown, and the huge unmapped gaps
+//! folded into short, labelled breaks: the gap below x86_64's `[vsyscall]` is named (it is
+//! the non-canonical hole and kernel space, not unmapped user memory), and in a randomized
+//! plan the stack's random offset below `STACK_TOP` is a break of its own. Right: the top
+//! of the stack zoomed in, byte ranges to scale within the panel —
 //! argc, the argv/envp pointer arrays, auxv, the padding, AT_RANDOM bytes, the platform
-//! string and the string area (argv, envp, execfn).
+//! string, `arch_align_stack()`'s random offset (or the 16-byte alignment) and the string
+//! area (argv, envp, execfn).
 
 // SVG fragments are written as multi-line raw strings, each ending its last element with a newline.
 #![allow(clippy::write_with_newline)]
@@ -88,7 +92,75 @@ enum Band {
     Gap {
         start: u64,
         end: u64,
+        /// What the gap is: "unmapped 1.2 GiB", the random stack offset, the hole below
+        /// `[vsyscall]`.
+        label: String,
     },
+}
+
+/// `STACK_TOP` of the plan's task before `randomize_stack_top()`, when the stack top is a
+/// random offset below one of the architecture's values (`STACK_RND_MASK` pages at most, plus
+/// `arch_align_stack()`'s part): x86_64 `DEFAULT_MAP_WINDOW`, arm64 `DEFAULT_MAP_WINDOW_64`,
+/// riscv64 sv39's 2^38 or sv48/sv57's 2^47 window, ia32 `IA32_PAGE_OFFSET`.
+fn unrandomized_stack_top<N>(plan: &Plan<N>) -> Option<u64> {
+    use progload::arch::{aarch64, i386, x86_64, Arch};
+    let candidates: &[u64] = match plan.arch {
+        Arch::X86_64 => &[x86_64::DEFAULT_MAP_WINDOW],
+        Arch::Aarch64 => &[aarch64::DEFAULT_MAP_WINDOW_64],
+        Arch::Riscv64 => &[1 << 38, 1 << 47],
+        Arch::I386 => &[i386::TASK_SIZE],
+    };
+    let page = plan.page_size;
+    let most = (plan.arch.spec().stack_rnd_mask + 1)
+        .saturating_mul(page)
+        .saturating_add(8192 + page);
+    let top = plan.stack.top;
+    candidates
+        .iter()
+        .copied()
+        .find(|&c| c >= top && c - top <= most)
+}
+
+/// The random stack offset `[stack top, STACK_TOP)` of a randomized plan, as a gap band.
+fn stack_offset_gap<N>(plan: &Plan<N>) -> Option<Band> {
+    let c = unrandomized_stack_top(plan).filter(|&c| plan.randomized && c > plan.stack.top)?;
+    Some(Band::Gap {
+        start: plan.stack.top,
+        end: c,
+        label: format!("random stack offset: {}", size_text(c - plan.stack.top)),
+    })
+}
+
+/// The gap bands, highest first, between a mapping `above` and the one below that ends at
+/// `start`: the random stack offset above `[stack]` is its own band, and what lies below
+/// `[vsyscall]` (the non-canonical hole and the kernel's half of the address space, not
+/// user memory) is said rather than measured.
+fn gaps<N>(plan: &Plan<N>, start: u64, end: u64, above: &str, below: &str) -> Vec<Band> {
+    let mut out = Vec::new();
+    let mut low = start;
+    let offset = if below == "[stack]" {
+        stack_offset_gap(plan)
+    } else {
+        None
+    };
+    let offset = offset.filter(|g| matches!(g, Band::Gap { end: e, .. } if *e <= end));
+    if let Some(Band::Gap { end: e, .. }) = &offset {
+        low = *e;
+    }
+    if low < end {
+        let label = if above == "[vsyscall]" {
+            String::from("gap to [vsyscall] (not user space)")
+        } else {
+            format!("unmapped {}", size_text(end - low))
+        };
+        out.push(Band::Gap {
+            start: low,
+            end,
+            label,
+        });
+    }
+    out.extend(offset);
+    out
 }
 
 /// The SVG document for `plan`.
@@ -100,17 +172,17 @@ pub fn render<N>(plan: &Plan<N>) -> String {
         .map(|i| String::from_utf8_lossy(i).into_owned());
     let mut maps = plan.maps();
     maps.sort_by_key(|m| std::cmp::Reverse(m.start));
-    // Highest first, with the gaps between them.
+    // Highest first, with the gaps between them (and above the highest, the random stack
+    // offset when the stack is the highest mapping).
     let mut bands = Vec::new();
-    let mut prev_start: Option<u64> = None;
+    let mut prev: Option<&progload::MapsLine> = None;
     for m in &maps {
-        if let Some(p) = prev_start {
-            if m.end < p {
-                bands.push(Band::Gap {
-                    start: m.end,
-                    end: p,
-                });
+        match prev {
+            Some(p) if m.end < p.start => {
+                bands.extend(gaps(plan, m.end, p.start, &p.path, &m.path));
             }
+            None if m.path == "[stack]" => bands.extend(stack_offset_gap(plan)),
+            _ => {}
         }
         bands.push(Band::Map {
             start: m.start,
@@ -119,7 +191,7 @@ pub fn render<N>(plan: &Plan<N>) -> String {
             path: m.path.clone(),
             offset: m.offset,
         });
-        prev_start = Some(m.start);
+        prev = Some(m);
     }
     let height_of = |b: &Band| match b {
         Band::Map { start, end, .. } => {
@@ -155,31 +227,42 @@ pub fn render<N>(plan: &Plan<N>) -> String {
         },
         esc(&exe),
         esc(&format!(
-            "{:?}",
+            "[{}]",
             plan.argv
                 .iter()
-                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .map(|a| format!("\"{}\"", progload::error::Bytes(a.clone())))
                 .collect::<Vec<_>>()
+                .join(", ")
         ))
     );
     let mut y = top;
     let mut stack_band: Option<(f64, f64)> = None;
     let mut brk_drawn = false;
-    for b in &bands {
+    for (i, b) in bands.iter().enumerate() {
         let bh = height_of(b);
         match b {
-            Band::Gap { start, end } => {
+            Band::Gap { start, end, label } => {
                 let _ = write!(
                     s,
                     r##"<path d="M{x0} {y1} l20 -6 l20 12 l20 -12 l20 12 l20 -12 l20 12 l20 -12 l20 12 l20 -12 l20 12 l20 -12 l10 6" stroke="#999" fill="none"/>
-<text x="{tx}" y="{ty}" fill="#777">unmapped {}</text>
+<text x="{tx}" y="{ty}" fill="#777">{}</text>
 "##,
-                    size_text(end - start),
+                    esc(label),
                     x0 = MAP_X,
                     y1 = y + bh / 2.0,
                     tx = MAP_X + MAP_W + 12.0,
                     ty = y + bh / 2.0 + 4.0
                 );
+                // Its upper address, unless the mapping above shows it as its lower one.
+                if !matches!(bands.get(i.wrapping_sub(1)), Some(Band::Map { .. })) {
+                    let _ = write!(
+                        s,
+                        r##"<text x="{lx}" y="{ty:.1}" text-anchor="end" fill="#333">{end:#014x}</text>
+"##,
+                        lx = MAP_X - 8.0,
+                        ty = y + 10.0
+                    );
+                }
                 if !brk_drawn && plan.mm.start_brk >= *start && plan.mm.start_brk < *end {
                     let _ = write!(
                         s,
@@ -230,6 +313,17 @@ pub fn render<N>(plan: &Plan<N>) -> String {
                     ty = y + 10.0,
                     rx = MAP_X + MAP_W + 12.0
                 );
+                // Its lower address, just below it, where no adjacent mapping below shows it:
+                // above a folded gap, and at the bottom.
+                if !matches!(bands.get(i + 1), Some(Band::Map { .. })) {
+                    let _ = write!(
+                        s,
+                        r##"<text x="{lx}" y="{ty:.1}" text-anchor="end" fill="#333">{start:#014x}</text>
+"##,
+                        lx = MAP_X - 8.0,
+                        ty = y + bh + 10.0
+                    );
+                }
                 if path == "[stack]" {
                     stack_band = Some((y, bh));
                 }
@@ -247,15 +341,6 @@ pub fn render<N>(plan: &Plan<N>) -> String {
             }
         }
         y += bh;
-    }
-    if let Some(last) = maps.last() {
-        let _ = write!(
-            s,
-            r##"<text x="{lx}" y="{y:.1}" text-anchor="end" fill="#333">{:#014x}</text>
-"##,
-            last.start,
-            lx = MAP_X - 8.0
-        );
     }
     // The stack zoom.
     if let Some((sy, sh)) = stack_band {
@@ -281,6 +366,15 @@ fn render_stack<N>(s: &mut String, plan: &Plan<N>, sy: f64, sh: f64, zoom_h: f64
         st.bytes
             .get(off..)
             .map_or(0, |b| b.iter().position(|&c| c == 0).map_or(0, |n| n + 1)) as u64;
+    // Between the strings and the platform string: arch_align_stack()'s random offset (up
+    // to 8 KiB on x86, a page on arm64 and riscv64) when randomized, then the rounding down
+    // to 16 bytes.
+    let gap = st.arg_start.saturating_sub(st.platform_addr + platform_len);
+    let below_strings = if plan.randomized && gap >= 16 {
+        format!("random offset: {gap} bytes")
+    } else {
+        format!("16-byte alignment: {gap} bytes")
+    };
     let parts: Vec<(u64, u64, String, &str)> = vec![
         (sp, argv_ptrs, "argc".into(), "#ffe0b2"),
         (
@@ -328,7 +422,7 @@ fn render_stack<N>(s: &mut String, plan: &Plan<N>, sy: f64, sh: f64, zoom_h: f64
         (
             st.platform_addr + platform_len,
             st.arg_start,
-            "alignment".into(),
+            below_strings,
             "#eeeeee",
         ),
         (
@@ -390,7 +484,7 @@ fn render_stack<N>(s: &mut String, plan: &Plan<N>, sy: f64, sh: f64, zoom_h: f64
         st.top,
         sp,
         ax = ZOOM_X - 6.0,
-        ay = zy + 4.0,
+        ay = zy - 3.0,
         by = zy + zoom_h + 18.0
     );
 }

@@ -350,3 +350,27 @@ fn a_bss_beyond_ram_and_swap_is_fatal() {
     let (code, out) = progload(&["check", f]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// A sweep reports its wall time: `N files in S s` in the text, `seconds` in the JSON.
+#[test]
+fn sweep_reports_its_wall_time() {
+    let dir = progload_testkit::progs::TempDir::new().unwrap();
+    std::fs::copy("/usr/bin/true", dir.path().join("true")).unwrap();
+    let d = dir.path().to_str().unwrap();
+    let (code, out) = progload(&["check", "--sweep", d]);
+    assert_eq!(code, 0, "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("1 files in "))
+        .unwrap_or_else(|| panic!("no wall time in:\n{out}"));
+    let secs = line
+        .strip_prefix("1 files in ")
+        .and_then(|r| r.strip_suffix(" s"))
+        .and_then(|n| n.parse::<f64>().ok());
+    assert!(secs.is_some_and(|s| s >= 0.0), "{line}");
+    let (code, out) = progload(&["check", "--sweep", "--json", d]);
+    assert_eq!(code, 0, "{out}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["files"], 1, "{v}");
+    assert!(v["seconds"].as_f64().is_some_and(|s| s >= 0.0), "{v}");
+}

@@ -225,3 +225,93 @@ fn a_closed_pipe_ends_it_quietly() {
     assert!(!err.contains("panicked"), "{err}");
     assert_eq!(status.signal(), Some(libc::SIGPIPE), "{status:?}: {err}");
 }
+
+/// Rust `Debug` renderings that must never reach a user: an `Option`, an errno or protection
+/// newtype, a byte-string wrapper, a lossy replacement character.
+fn assert_no_debug_text(out: &str) {
+    for n in [
+        "Some(", "None", "Errno(", "Prot(", "Bytes(", "\\u{", "\u{fffd}",
+    ] {
+        assert!(!out.contains(n), "{n:?} in:\n{out}");
+    }
+}
+
+fn explain_json(path: &Path, extra: &[&str]) -> (i32, serde_json::Value) {
+    let mut args = vec!["--json"];
+    args.extend_from_slice(extra);
+    let (code, out) = explain(path, &args);
+    assert_no_debug_text(&out);
+    assert_eq!(out.trim().lines().count(), 1, "{out}");
+    (code, serde_json::from_str(&out).expect("one JSON object"))
+}
+
+/// `explain --json`: the steps as objects and the result, for a script run by /bin/sh.
+#[test]
+fn json_lists_the_steps_and_the_result() {
+    let dir = progs::TempDir::new().unwrap();
+    let script = progs::write_sh_e_script(dir.path(), "s.sh").unwrap();
+    let (code, v) = explain_json(&script, &["--no-randomize"]);
+    assert_eq!(code, 0, "{v}");
+    assert_eq!(v["ok"], true, "{v}");
+    assert!(v["kernel"].is_string() && v["arch"].is_string(), "{v}");
+    let steps = v["steps"].as_array().unwrap();
+    let kinds: Vec<&str> = steps.iter().map(|s| s["step"].as_str().unwrap()).collect();
+    assert_eq!(&kinds[..3], ["open", "script", "open"], "{v}");
+    assert!(
+        kinds.contains(&"elf") && kinds.contains(&"point_of_no_return"),
+        "{v}"
+    );
+    assert!(kinds.ends_with(&["segment"]), "{v}");
+    assert_eq!(steps[0]["role"], "program", "{v}");
+    assert_eq!(steps[1]["interpreter"], "/bin/sh", "{v}");
+    assert_eq!(steps[1]["argument"], "-e", "{v}");
+    assert_eq!(steps[2]["role"], "script_interpreter", "{v}");
+    let seg = steps.iter().find(|s| s["step"] == "segment").unwrap();
+    assert!(
+        seg["prot"].as_str().unwrap().len() == 3 && seg["addr"].is_u64(),
+        "{v}"
+    );
+    let r = &v["result"];
+    assert!(
+        r["entry"].as_u64().unwrap() > 0 && r["stack_pointer"].is_u64(),
+        "{v}"
+    );
+    assert_eq!(r["argv"][0], "/bin/sh", "{v}");
+    assert!(v.get("failure").is_none(), "{v}");
+}
+
+/// `explain --json` of a failure: the errno the kernel returns, the cause and the hint, and
+/// a `#!` interpreter that is not UTF-8 (bytes 0xff 0xfe) given exactly, as `{"hex": ...}`.
+/// The text form shows those bytes escaped, not replaced.
+#[test]
+fn json_gives_the_failure_with_exact_bytes() {
+    let dir = progs::TempDir::new().unwrap();
+    let f = progs::write_executable(dir.path(), "latin1.sh", b"#!/bin/sh\xff\xfe\n").unwrap();
+    let errno = kernel_errno(&f, vec![b"latin1.sh".to_vec()]);
+    let (code, v) = explain_json(&f, &[]);
+    assert_eq!(code, 127, "{v}");
+    assert_eq!(v["ok"], false, "{v}");
+    let fail = &v["failure"];
+    assert_eq!(fail["errno"], errno.as_str(), "{v}");
+    assert_eq!(fail["code"], 2, "{v}");
+    assert_eq!(fail["fatal"], false, "{v}");
+    assert!(
+        fail["cause"].is_string() && fail["hint"].as_str().unwrap().contains("#!"),
+        "{v}"
+    );
+    let hex = "2f62696e2f7368fffe";
+    assert_eq!(
+        v["steps"][1]["interpreter"],
+        serde_json::json!({"hex": hex}),
+        "{v}"
+    );
+    assert_eq!(
+        v["steps"][1]["argv"][0],
+        serde_json::json!({"hex": hex}),
+        "{v}"
+    );
+    assert!(v.get("result").is_none(), "{v}");
+    let (_, text) = explain(&f, &[]);
+    assert_no_debug_text(&text);
+    assert!(text.contains("interpreter \"/bin/sh\\xff\\xfe\""), "{text}");
+}
