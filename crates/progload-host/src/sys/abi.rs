@@ -47,3 +47,23 @@ pub(crate) const NR32_BRK: u64 = 45;
 /// `sizeof(sigset_t)` in the kernel (`_NSIG / 8`): what `rt_sigaction` and `rt_sigprocmask`
 /// take as their last argument.
 pub(crate) const KERNEL_SIGSET_SIZE: u64 = 8;
+
+/// `PTRACE_GET_RSEQ_CONFIGURATION` (`include/uapi/linux/ptrace.h`, 5.13): not in every libc
+/// crate target (musl lacks it).
+pub(crate) const PTRACE_GET_RSEQ_CONFIGURATION: u32 = 0x420f;
+
+/// `struct ptrace_rseq_configuration` (`include/uapi/linux/ptrace.h`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct RseqConfiguration {
+    /// The registered `struct rseq` (0: none).
+    pub rseq_abi_pointer: u64,
+    /// Its registered size.
+    pub rseq_abi_size: u32,
+    /// The abort signature.
+    pub signature: u32,
+    /// Registration flags.
+    pub flags: u32,
+    /// Padding.
+    pub pad: u32,
+}

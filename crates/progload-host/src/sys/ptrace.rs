@@ -17,9 +17,15 @@ pub(crate) fn zeroed_regs() -> Regs {
     unsafe { std::mem::zeroed() }
 }
 
+/// The type of a ptrace request number: glibc declares it unsigned, musl signed.
+#[cfg(not(target_env = "musl"))]
+type Request = libc::c_uint;
+#[cfg(target_env = "musl")]
+type Request = libc::c_int;
+
 /// `ptrace(req, pid, addr, data)` for requests whose `addr` and `data` are integers, or
 /// pointers the caller made valid for the request.
-fn request(req: libc::c_uint, pid: Pid, addr: usize, data: usize) -> Result<(), Errno> {
+fn request(req: Request, pid: Pid, addr: usize, data: usize) -> Result<(), Errno> {
     // SAFETY: every caller below passes integer arguments, or pointers to live buffers of the
     // size the request reads or writes (see each caller).
     let r = unsafe { libc::ptrace(req, pid.as_raw_nonzero().get(), addr, data) };
@@ -147,20 +153,14 @@ pub(crate) fn set_xstate(pid: Pid, buf: &[u8]) -> Result<(), Errno> {
 
 #[cfg(target_arch = "x86_64")]
 /// `PTRACE_GET_RSEQ_CONFIGURATION`: the tracee's rseq registration (pointer 0: none).
-pub(crate) fn rseq_configuration(pid: Pid) -> Result<libc::ptrace_rseq_configuration, Errno> {
-    let mut conf = libc::ptrace_rseq_configuration {
-        rseq_abi_pointer: 0,
-        rseq_abi_size: 0,
-        signature: 0,
-        flags: 0,
-        pad: 0,
-    };
+pub(crate) fn rseq_configuration(pid: Pid) -> Result<super::abi::RseqConfiguration, Errno> {
+    let mut conf = super::abi::RseqConfiguration::default();
     // `addr` is the size of `conf`, which the kernel writes at most.
     request(
-        libc::PTRACE_GET_RSEQ_CONFIGURATION,
+        super::abi::PTRACE_GET_RSEQ_CONFIGURATION as Request,
         pid,
-        std::mem::size_of::<libc::ptrace_rseq_configuration>(),
-        &mut conf as *mut libc::ptrace_rseq_configuration as usize,
+        std::mem::size_of::<super::abi::RseqConfiguration>(),
+        &mut conf as *mut super::abi::RseqConfiguration as usize,
     )?;
     Ok(conf)
 }
