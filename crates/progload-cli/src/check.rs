@@ -500,13 +500,13 @@ fn summarize(
                     Ok(v) => verdict_json(v),
                     Err(e) => json!({"verdict": "probe_error", "error": e}),
                 };
-                json!({"file": f.display().to_string(), "result": v})
+                json!({"file": crate::record::bytes_json(f.as_os_str().as_encoded_bytes()), "result": v})
             })
             .collect();
         println!(
             "{}",
             json!({"files": results.len(), "counts": counts, "differing_fields": by_field, "failures": list,
-                "not_modelled": not_modelled.iter().map(|(f, _)| f.display().to_string()).collect::<Vec<_>>(),
+                "not_modelled": not_modelled.iter().map(|(f, _)| crate::record::bytes_json(f.as_os_str().as_encoded_bytes())).collect::<Vec<_>>(),
                 "seconds": secs})
         );
     } else {

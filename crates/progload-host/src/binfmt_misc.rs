@@ -47,7 +47,12 @@ pub fn registered_rules_in(dir: &Path) -> io::Result<Vec<Rule>> {
         if name == "status" || name == "register" {
             continue;
         }
-        let text = fs::read(entry.path())?;
+        let text = match fs::read(entry.path()) {
+            Ok(t) => t,
+            // Unregistered since readdir listed it (`echo -1 > NAME`): no longer a rule.
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
         let rule = parse_entry(&name.to_string_lossy(), &text).ok_or_else(|| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
