@@ -315,7 +315,7 @@ pub(crate) fn prepare(a: &ExecArgs, compat: bool) -> Result<Prepared, PrepError>
         request.misc_rules.push(rule);
     }
     if let Some(h) = &a.random_bytes {
-        let bytes = profile_file::unhex(h)
+        let bytes = progload::contract::from_hex(h)
             .filter(|b| b.len() == 16)
             .ok_or_else(|| {
                 PrepError::Usage(Usage(String::from(

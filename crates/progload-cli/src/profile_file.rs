@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use progload::arch::Arch;
+use progload::contract::{from_hex, to_hex};
 use progload::profile::{
     Compat, Credentials, KernelVersion, Overcommit, OvercommitPolicy, Profile, Vdso, VdsoPart,
 };
@@ -50,14 +51,14 @@ impl VdsoFile {
                     prot: d.prot.to_string(),
                 })
                 .collect(),
-            image_hex: Some(hex(&v.image)),
+            image_hex: Some(to_hex(&v.image)),
             text_pages: Some(v.text_pages(page_size)),
         }
     }
 
     fn into_vdso(self, arch: Arch, page_size: u64) -> Result<Vdso, String> {
         let image = match (self.image_hex, self.text_pages) {
-            (Some(h), _) => unhex(&h).ok_or("vdso.image_hex is not hex")?,
+            (Some(h), _) => from_hex(&h).ok_or("vdso.image_hex is not hex")?,
             (None, Some(n)) => progload::vdso::placeholder(arch, n, page_size),
             (None, None) => return Err("vdso needs image_hex or text_pages".into()),
         };
@@ -157,8 +158,6 @@ pub struct OvercommitFile {
     admin_reserve_pages: u64,
     user_reserve_pages: u64,
 }
-
-pub use progload::contract::{from_hex as unhex, to_hex as hex};
 
 impl From<&Profile> for ProfileFile {
     fn from(p: &Profile) -> Self {

@@ -9,7 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
-use progload::contract::{to_hex as hex, ByteString};
+use progload::contract::{from_hex, to_hex, ByteString};
 use progload::profile::Credentials;
 use progload_host::check::CheckRequest;
 use progload_host::probe::{KernelImage, MapsLine, MmFields, ProbeOutcome};
@@ -106,7 +106,7 @@ fn image_json(k: &KernelImage) -> Value {
         "maps": maps,
         "auxv": k.auxv,
         "stack_top": k.stack_top,
-        "stack_hex": hex(&k.stack_bytes),
+        "stack_hex": to_hex(&k.stack_bytes),
         "mm": {"start_code": mm.start_code, "end_code": mm.end_code, "start_stack": mm.start_stack,
                "start_data": mm.start_data, "end_data": mm.end_data, "start_brk": mm.start_brk,
                "arg_start": mm.arg_start, "arg_end": mm.arg_end, "env_start": mm.env_start,
@@ -168,7 +168,7 @@ fn image_from(v: &Value) -> Result<KernelImage, String> {
         maps,
         auxv: pairs_from(v.get("auxv").ok_or("missing auxv")?)?,
         stack_top: u64_of(v, "stack_top")?,
-        stack_bytes: crate::profile_file::unhex(str_of(v, "stack_hex")?).ok_or("bad stack_hex")?,
+        stack_bytes: from_hex(str_of(v, "stack_hex")?).ok_or("bad stack_hex")?,
         mm: MmFields {
             start_code: u64_of(mm, "start_code")?,
             end_code: u64_of(mm, "end_code")?,

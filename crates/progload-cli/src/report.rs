@@ -4,13 +4,24 @@
 use std::fmt::Write as _;
 use std::process::ExitCode;
 
+use progload::contract::ByteString;
 use progload::{Errno, Error};
 
 use progload::Plan;
 use serde_json::Value;
 
-fn lossy(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
+/// Bytes as text, invalid UTF-8 shown as `\xNN` (lossless, as in `check`'s differences).
+pub(crate) fn text(b: &[u8]) -> String {
+    ByteString::from(b).to_string()
+}
+
+/// Bytes quoted: a Rust-style string literal when they are UTF-8, else every byte outside
+/// printable ASCII as `\xNN`.
+fn quoted(b: &[u8]) -> String {
+    match std::str::from_utf8(b) {
+        Ok(s) => format!("{s:?}"),
+        Err(_) => format!("\"{}\"", b.escape_ascii()),
+    }
 }
 
 /// The JSON contract of `progload plan --json` (see the README): the plan's
@@ -27,16 +38,16 @@ pub fn json<N>(p: &Plan<N>) -> Value {
 /// fields, argv/envp, interpreter and credentials.
 pub fn human<N>(p: &Plan<N>) -> String {
     let mut s = String::new();
-    let _ = writeln!(s, "exe:          {}", lossy(&p.exe));
+    let _ = writeln!(s, "exe:          {}", text(&p.exe));
     let _ = writeln!(
         s,
         "interpreter:  {}",
         p.interpreter
             .as_ref()
-            .map_or_else(|| String::from("(none)"), |i| lossy(i))
+            .map_or_else(|| String::from("(none)"), |i| text(i))
     );
-    let _ = writeln!(s, "execfn:       {}", lossy(&p.execfn));
-    let _ = writeln!(s, "comm:         {}", lossy(&p.comm));
+    let _ = writeln!(s, "execfn:       {}", text(&p.execfn));
+    let _ = writeln!(s, "comm:         {}", text(&p.comm));
     let _ = writeln!(s, "entry:        {:#x}", p.entry);
     let _ = writeln!(s, "stack ptr:    {:#x}", p.stack.sp);
     let _ = writeln!(
@@ -55,11 +66,11 @@ pub fn human<N>(p: &Plan<N>) -> String {
     );
     let _ = writeln!(s, "\nargv:");
     for (i, a) in p.argv.iter().enumerate() {
-        let _ = writeln!(s, "  [{i}] {:?}", lossy(a));
+        let _ = writeln!(s, "  [{i}] {}", quoted(a));
     }
     let _ = writeln!(s, "envp: {} strings", p.envp.len());
     for e in p.envp.iter().take(8) {
-        let _ = writeln!(s, "  {:?}", lossy(e));
+        let _ = writeln!(s, "  {}", quoted(e));
     }
     if p.envp.len() > 8 {
         let _ = writeln!(s, "  ... {} more", p.envp.len() - 8);
@@ -76,7 +87,7 @@ pub fn human<N>(p: &Plan<N>) -> String {
                 let off = v.wrapping_sub(p.stack.sp) as usize;
                 let tail = p.stack.bytes.get(off..).unwrap_or(&[]);
                 let end = tail.iter().position(|&c| c == 0).unwrap_or(0);
-                format!("{v:#x} {:?}", lossy(&tail[..end]))
+                format!("{v:#x} {}", quoted(&tail[..end]))
             }
             progload::auxv::AT_PAGESZ
             | progload::auxv::AT_CLKTCK
@@ -174,7 +185,7 @@ pub(crate) fn report_failure(
         };
         eprintln!(
             "progload: {}: {} ({}): {message}{fatal}",
-            String::from_utf8_lossy(program),
+            text(program),
             errno.text(),
             errno.name()
         );

@@ -165,11 +165,8 @@ fn gaps<N>(plan: &Plan<N>, start: u64, end: u64, above: &str, below: &str) -> Ve
 
 /// The SVG document for `plan`.
 pub fn render<N>(plan: &Plan<N>) -> String {
-    let exe = String::from_utf8_lossy(&plan.exe).into_owned();
-    let interp = plan
-        .interpreter
-        .as_ref()
-        .map(|i| String::from_utf8_lossy(i).into_owned());
+    let exe = crate::report::text(&plan.exe);
+    let interp = plan.interpreter.as_ref().map(|i| crate::report::text(i));
     let mut maps = plan.maps();
     maps.sort_by_key(|m| std::cmp::Reverse(m.start));
     // Highest first, with the gaps between them (and above the highest, the random stack
@@ -215,7 +212,7 @@ pub fn render<N>(plan: &Plan<N>) -> String {
 "##,
         esc(&format!(
             "progload plan: {}",
-            String::from_utf8_lossy(&plan.execfn)
+            crate::report::text(&plan.execfn)
         )),
         plan.entry,
         plan.stack.sp,

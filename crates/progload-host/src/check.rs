@@ -3,6 +3,7 @@
 use std::fmt;
 
 use progload::auxv::AT_RANDOM;
+use progload::contract::to_hex;
 use progload::Plan;
 
 use crate::probe::KernelImage;
@@ -226,8 +227,8 @@ pub fn compare_files<N>(plan: &Plan<N>, k: &KernelImage, file_ids: bool) -> Vec<
             .min(plan.stack.bytes.len());
         d.0.push(Difference {
             field: format!("stack[sp+{i:#x}] ({bad} bytes differ)"),
-            kernel: hex(&k.stack_bytes[i..end]),
-            plan: hex(&plan.stack.bytes[i..end]),
+            kernel: to_hex(&k.stack_bytes[i..end]),
+            plan: to_hex(&plan.stack.bytes[i..end]),
         });
     }
 
@@ -254,10 +255,6 @@ pub fn compare_files<N>(plan: &Plan<N>, k: &KernelImage, file_ids: bool) -> Vec<
         plan.exe.as_slice(),
     );
     d.0
-}
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// What the kernel did with an exec.
@@ -422,7 +419,7 @@ pub fn compare_unrandomized_parts<N>(plan: &Plan<N>, k: &KernelImage) -> Vec<Dif
         .get(off..)
         .map(<[u8]>::to_vec)
         .unwrap_or_default();
-    d.cmp("stack strings", hex(&kstr), hex(&pstr));
+    d.cmp("stack strings", to_hex(&kstr), to_hex(&pstr));
     d.cmp("comm", k.comm.as_slice(), plan.comm.as_slice());
     d.credentials(plan, k);
     d.cmp(

@@ -384,6 +384,14 @@ pub enum Error {
 }
 
 impl Error {
+    /// The path `path` did not resolve, for `problem`.
+    pub(crate) fn path(path: &[u8], problem: PathProblem) -> Error {
+        Error::Path {
+            path: Bytes(path.to_vec()),
+            problem,
+        }
+    }
+
     /// The errno `execve(2)` returns for this error (for fatal errors: the one the kernel
     /// met before it killed the process).
     pub fn errno(&self) -> Errno {

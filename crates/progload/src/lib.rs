@@ -145,6 +145,7 @@ pub mod mm;
 pub mod plan;
 pub mod profile;
 pub mod prot;
+pub mod request;
 pub mod resolve;
 pub mod rng;
 pub mod stack;

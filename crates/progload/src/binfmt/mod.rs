@@ -65,10 +65,8 @@ pub(crate) fn open_interpreter<F: FileSystem + ?Sized>(
     role: Role,
     trace: &mut Tracer<'_>,
 ) -> Result<Found<F::Node>> {
-    let f = resolve::open_exec_kernel(fs, creds, dir, name).map_err(|problem| Error::Path {
-        path: Bytes(name.to_vec()),
-        problem,
-    })?;
+    let f = resolve::open_exec_kernel(fs, creds, dir, name)
+        .map_err(|problem| Error::path(name, problem))?;
     trace.note(|| Step::Opened {
         role,
         given: name.to_vec(),
