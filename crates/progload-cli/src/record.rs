@@ -95,7 +95,7 @@ fn image_json(k: &KernelImage) -> Value {
         .iter()
         .map(|m| {
             json!({"start": m.start, "end": m.end, "perms": m.perms, "offset": m.offset,
-                   "dev": m.dev, "inode": m.inode, "path": m.path})
+                   "dev": m.dev, "inode": m.inode, "path": bytes_json(&m.path)})
         })
         .collect();
     let mm = &k.mm;
@@ -145,7 +145,7 @@ fn image_from(v: &Value) -> Result<KernelImage, String> {
                 offset: u64_of(m, "offset")?,
                 dev: str_of(m, "dev")?.to_string(),
                 inode: u64_of(m, "inode")?,
-                path: str_of(m, "path")?.to_string(),
+                path: bytes_from(m.get("path").ok_or("missing path")?)?,
             })
         })
         .collect::<Result<Vec<_>, String>>()?;

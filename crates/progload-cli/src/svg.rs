@@ -15,6 +15,7 @@
 
 use std::fmt::Write as _;
 
+use crate::report::text;
 use progload::Plan;
 
 const W: f64 = 1440.0;
@@ -165,8 +166,8 @@ fn gaps<N>(plan: &Plan<N>, start: u64, end: u64, above: &str, below: &str) -> Ve
 
 /// The SVG document for `plan`.
 pub fn render<N>(plan: &Plan<N>) -> String {
-    let exe = crate::report::text(&plan.exe);
-    let interp = plan.interpreter.as_ref().map(|i| crate::report::text(i));
+    let exe = text(&plan.exe);
+    let interp = plan.interpreter.as_ref().map(|i| text(i));
     let mut maps = plan.maps();
     maps.sort_by_key(|m| std::cmp::Reverse(m.start));
     // Highest first, with the gaps between them (and above the highest, the random stack
@@ -176,16 +177,16 @@ pub fn render<N>(plan: &Plan<N>) -> String {
     for m in &maps {
         match prev {
             Some(p) if m.end < p.start => {
-                bands.extend(gaps(plan, m.end, p.start, &p.path, &m.path));
+                bands.extend(gaps(plan, m.end, p.start, &text(&p.path), &text(&m.path)));
             }
-            None if m.path == "[stack]" => bands.extend(stack_offset_gap(plan)),
+            None if m.path == b"[stack]" => bands.extend(stack_offset_gap(plan)),
             _ => {}
         }
         bands.push(Band::Map {
             start: m.start,
             end: m.end,
             perms: m.perms.clone(),
-            path: m.path.clone(),
+            path: text(&m.path),
             offset: m.offset,
         });
         prev = Some(m);
@@ -210,10 +211,7 @@ pub fn render<N>(plan: &Plan<N>) -> String {
 <text x="20" y="48" fill="#555">entry {:#x} · stack pointer {:#x} · brk {:#x} · {}</text>
 <text x="20" y="62" fill="#555">runs {} · argv {}</text>
 "##,
-        esc(&format!(
-            "progload plan: {}",
-            crate::report::text(&plan.execfn)
-        )),
+        esc(&format!("progload plan: {}", text(&plan.execfn))),
         plan.entry,
         plan.stack.sp,
         plan.mm.start_brk,

@@ -3,7 +3,7 @@
 use std::fmt;
 
 use progload::auxv::AT_RANDOM;
-use progload::contract::to_hex;
+use progload::contract::{to_hex, ByteString};
 use progload::Plan;
 
 use crate::probe::KernelImage;
@@ -107,8 +107,8 @@ impl Diffs {
         self.cmp(format!("maps[{i}].offset"), km.offset, pm.offset);
         self.cmp(
             format!("maps[{i}].path"),
-            km.path.as_str(),
-            pm.path.as_str(),
+            km.path.as_slice(),
+            pm.path.as_slice(),
         );
     }
 
@@ -164,7 +164,7 @@ pub fn compare_files<N>(plan: &Plan<N>, k: &KernelImage, file_ids: bool) -> Vec<
         d.cmp(format!("maps[{i}].start"), km.start, pm.start);
         d.cmp(format!("maps[{i}].end"), km.end, pm.end);
         d.map_shape(i, km, pm);
-        if file_ids && !pm.path.is_empty() && !pm.path.starts_with('[') {
+        if file_ids && !pm.path.is_empty() && !pm.path.starts_with(b"[") {
             d.cmp(
                 format!("maps[{i}].dev"),
                 km.dev.clone(),
@@ -176,7 +176,12 @@ pub fn compare_files<N>(plan: &Plan<N>, k: &KernelImage, file_ids: bool) -> Vec<
     for (i, km) in k.maps.iter().enumerate().skip(maps.len()) {
         d.cmp(
             format!("maps[{i}]"),
-            format!("{:x}-{:x} {}", km.start, km.end, km.path),
+            format!(
+                "{:x}-{:x} {}",
+                km.start,
+                km.end,
+                ByteString(km.path.clone())
+            ),
             String::from("(none)"),
         );
     }
@@ -184,7 +189,12 @@ pub fn compare_files<N>(plan: &Plan<N>, k: &KernelImage, file_ids: bool) -> Vec<
         d.cmp(
             format!("maps[{i}]"),
             String::from("(none)"),
-            format!("{:x}-{:x} {}", pm.start, pm.end, pm.path),
+            format!(
+                "{:x}-{:x} {}",
+                pm.start,
+                pm.end,
+                ByteString(pm.path.clone())
+            ),
         );
     }
 

@@ -28,8 +28,9 @@ pub struct MapsLine {
     pub dev: String,
     /// Inode number (0 for anonymous mappings).
     pub inode: u64,
-    /// Path or pseudo-name (`"[stack]"`, `"[vdso]"`, ...); `""` for anonymous mappings.
-    pub path: String,
+    /// Path or pseudo-name (`[stack]`, `[vdso]`, ...) as the kernel printed it, its bytes
+    /// exactly (a newline in a path is `\012`); empty for anonymous mappings.
+    pub path: Vec<u8>,
 }
 
 impl MapsLine {
@@ -82,41 +83,46 @@ fn invalid_data(msg: String) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, msg)
 }
 
-/// Parse the text of `/proc/PID/maps`.
+/// Parse `/proc/PID/maps`, paths as the bytes the kernel printed.
 ///
 /// # Errors
 /// `InvalidData` for a line that is not as the kernel prints them.
-pub fn parse_maps(text: &str) -> io::Result<Vec<MapsLine>> {
-    fn token(s: &str) -> (&str, &str) {
-        let s = s.trim_start_matches(' ');
-        match s.find(' ') {
+pub fn parse_maps(text: &[u8]) -> io::Result<Vec<MapsLine>> {
+    fn token(s: &[u8]) -> (&[u8], &[u8]) {
+        let s = trim_spaces(s);
+        match s.iter().position(|&b| b == b' ') {
             Some(i) => (&s[..i], &s[i..]),
-            None => (s, ""),
+            None => (s, b""),
         }
     }
-    let hex = |s: &str, line: &str| {
-        u64::from_str_radix(s, 16).map_err(|_| invalid_data(format!("bad maps line: {line:?}")))
-    };
+    fn trim_spaces(s: &[u8]) -> &[u8] {
+        let n = s.iter().take_while(|&&b| b == b' ').count();
+        &s[n..]
+    }
     let mut out = Vec::new();
-    for line in text.lines().filter(|l| !l.is_empty()) {
+    for line in text.split(|&b| b == b'\n').filter(|l| !l.is_empty()) {
+        let bad = || {
+            invalid_data(format!(
+                "bad maps line: {:?}",
+                line.escape_ascii().to_string()
+            ))
+        };
+        let field = |s| std::str::from_utf8(s).map_err(|_| bad());
+        let hex = |s| u64::from_str_radix(field(s)?, 16).map_err(|_| bad());
         let (range, rest) = token(line);
         let (perms, rest) = token(rest);
         let (offset, rest) = token(rest);
         let (dev, rest) = token(rest);
         let (inode, rest) = token(rest);
-        let (start, end) = range
-            .split_once('-')
-            .ok_or_else(|| invalid_data(format!("bad maps line: {line:?}")))?;
+        let dash = range.iter().position(|&b| b == b'-').ok_or_else(bad)?;
         out.push(MapsLine {
-            start: hex(start, line)?,
-            end: hex(end, line)?,
-            perms: perms.to_string(),
-            offset: hex(offset, line)?,
-            dev: dev.to_string(),
-            inode: inode
-                .parse()
-                .map_err(|_| invalid_data(format!("bad maps line: {line:?}")))?,
-            path: rest.trim_start_matches(' ').to_string(),
+            start: hex(&range[..dash])?,
+            end: hex(&range[dash + 1..])?,
+            perms: field(perms)?.to_string(),
+            offset: hex(offset)?,
+            dev: field(dev)?.to_string(),
+            inode: field(inode)?.parse().map_err(|_| bad())?,
+            path: trim_spaces(rest).to_vec(),
         });
     }
     Ok(out)
@@ -247,14 +253,14 @@ impl Proc {
         }
     }
 
-    /// A text file; bytes that are not UTF-8 (a path in `maps`) become U+FFFD.
+    /// A text file (bytes that are not UTF-8 become U+FFFD; `maps` is read as bytes).
     fn text(self, name: &str) -> io::Result<String> {
         Ok(String::from_utf8_lossy(&std::fs::read(self.path(name))?).into_owned())
     }
 
     /// `maps`.
     pub(crate) fn maps(self) -> io::Result<Vec<MapsLine>> {
-        parse_maps(&self.text("maps")?)
+        parse_maps(&std::fs::read(self.path("maps"))?)
     }
 
     /// `auxv`, with its terminating `(0, 0)`.
@@ -349,9 +355,27 @@ mod tests {
     }
 
     #[test]
+    fn maps_paths_keep_their_bytes() {
+        let text =
+            b"00400000-00401000 r-xp 00000000 fe:01 42                         /d/a\xff\\012b\n\
+00401000-00402000 rw-p 00000000 00:00 0 \n\
+7ffc0000-7ffc1000 rw-p 00000000 00:00 0                          [stack]\n";
+        let maps = parse_maps(text).unwrap();
+        assert_eq!(maps.len(), 3);
+        assert_eq!(maps[0].path, b"/d/a\xff\\012b");
+        assert_eq!((maps[0].dev.as_str(), maps[0].inode), ("fe:01", 42));
+        assert!(maps[1].path.is_empty());
+        assert_eq!(maps[2].path, b"[stack]");
+        // Two paths that differ only in their invalid bytes stay different.
+        let other = parse_maps(b"0-1000 r--p 00000000 fe:01 42 /d/a\xfe\\012b\n").unwrap();
+        assert_ne!(other[0].path, maps[0].path);
+        assert!(parse_maps(b"zz-1000 r--p 0 fe:01 42 /x\n").is_err());
+    }
+
+    #[test]
     fn own_maps_and_auxv_parse() {
         let maps = Proc::Current.maps().unwrap();
-        assert!(maps.iter().any(|m| m.path == "[stack]"));
+        assert!(maps.iter().any(|m| m.path == b"[stack]"));
         assert_eq!(Proc::Current.auxv().unwrap().last(), Some(&(0, 0)));
         assert!(Proc::Current.thread_count().unwrap() >= 1);
     }

@@ -104,9 +104,9 @@ pub fn host_profile() -> std::io::Result<Profile> {
     let data = vdso_data(&maps, p.page_size);
     let vdso = maps
         .iter()
-        .find(|m| m.path == "[vdso]")
+        .find(|m| m.path == b"[vdso]")
         .map(|m| (m.start, m.end));
-    p.vsyscall = maps.iter().any(|m| m.path == "[vsyscall]");
+    p.vsyscall = maps.iter().any(|m| m.path == b"[vsyscall]");
     p.vdso = match (vdso, get(AT_SYSINFO_EHDR)) {
         (Some((a, b)), Some(_)) => {
             let image = read_self_mem(a, (b - a) as usize)?;
@@ -268,9 +268,9 @@ fn ia32_compat(page: u64) -> Option<Compat> {
 /// The vDSO's data mappings (`[vvar]`, `[vvar_vclock]`) of a process's maps, in address order.
 fn vdso_data(maps: &[crate::proc::MapsLine], page: u64) -> Vec<VdsoPart> {
     maps.iter()
-        .filter(|m| m.path == "[vvar]" || m.path == "[vvar_vclock]")
+        .filter(|m| m.path == b"[vvar]" || m.path == b"[vvar_vclock]")
         .map(|m| VdsoPart {
-            name: m.path.clone(),
+            name: String::from_utf8_lossy(&m.path).into_owned(),
             pages: (m.end - m.start) / page,
             prot: progload::Prot::READ,
         })

@@ -258,7 +258,7 @@ impl Run {
     fn find(&self, path: &str) -> &MapsLine {
         self.maps
             .iter()
-            .find(|m| m.path == path)
+            .find(|m| m.path == path.as_bytes())
             .unwrap_or_else(|| panic!("no {path} mapping"))
     }
 
@@ -281,7 +281,7 @@ impl Run {
                     && m.end == end
                     && m.perms == perms
                     && (!is_file || m.offset == offset)
-                    && m.path == want),
+                    && m.path == want.as_bytes()),
                 "expected {start:x}-{end:x} {perms} {offset:x} {want:?}"
             );
         }
@@ -461,7 +461,7 @@ impl Run {
 fn highest_hole(maps: &[MapsLine], top: u64, len: u64) -> (u64, u64) {
     let mut taken: Vec<(u64, u64)> = maps
         .iter()
-        .filter(|m| m.path != "[vvar]" && m.path != "[vdso]" && m.start < top)
+        .filter(|m| m.path != b"[vvar]" && m.path != b"[vdso]" && m.start < top)
         .map(|m| (m.start, m.end.min(top)))
         .collect();
     taken.sort();
@@ -520,7 +520,7 @@ fn debian_arm64_static_busybox_skips_if_not_fetched() {
         elf.segment_maps(0).len() + 3,
         "segments, [vvar], [vdso], [stack]"
     );
-    assert!(r.maps.iter().all(|m| m.path != "[vsyscall]"));
+    assert!(r.maps.iter().all(|m| m.path != b"[vsyscall]"));
 }
 
 #[test]
@@ -559,15 +559,19 @@ fn debian_arm64_dynamic_coreutils_skips_if_not_fetched() {
     let ld_base = base - ld.span();
     assert_eq!(ld.first_vaddr(), 0);
     r.assert_segments(&ld, ld_base, ld_path);
-    let ld_maps: Vec<&MapsLine> = r.maps.iter().filter(|m| m.path == ld_path).collect();
+    let ld_maps: Vec<&MapsLine> = r
+        .maps
+        .iter()
+        .filter(|m| m.path == ld_path.as_bytes())
+        .collect();
     assert_eq!(ld_maps.first().unwrap().start, ld_base);
     assert_eq!(
         r.maps
             .iter()
             .filter(|m| m.start >= ld_base
                 && m.end <= base
-                && m.path != "[vvar]"
-                && m.path != "[vdso]")
+                && m.path != b"[vvar]"
+                && m.path != b"[vdso]")
             .map(|m| m.end)
             .max(),
         Some(base),

@@ -44,7 +44,7 @@ fn stats(v: &[u64]) -> Stats {
 type Sample = Vec<(&'static str, u64)>;
 
 fn kernel_sample(k: &KernelImage) -> Sample {
-    let stack = k.maps.iter().find(|m| m.path == "[stack]").unwrap();
+    let stack = k.maps.iter().find(|m| m.path == b"[stack]").unwrap();
     let mut s = vec![
         ("first mapping", k.maps[0].start),
         ("vdso", k.auxv_get(AT_SYSINFO_EHDR).unwrap()),
@@ -60,7 +60,7 @@ fn kernel_sample(k: &KernelImage) -> Sample {
 
 fn plan_sample(p: &progload::Plan<progload_host::HostHandle>) -> Sample {
     let maps = p.maps();
-    let stack = maps.iter().find(|m| m.path == "[stack]").unwrap();
+    let stack = maps.iter().find(|m| m.path == b"[stack]").unwrap();
     let mut s = vec![
         ("first mapping", maps[0].start),
         ("vdso", p.vdso_base.unwrap()),

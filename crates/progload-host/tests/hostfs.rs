@@ -37,7 +37,7 @@ fn root_cannot_be_escaped() {
         assert_eq!(exe, b"/bin/prog", "{inside}");
         assert!(maps
             .iter()
-            .all(|m| m.path.is_empty() || m.path.starts_with('[') || m.path == "/bin/prog"));
+            .all(|m| m.path.is_empty() || m.path.starts_with(b"[") || m.path == b"/bin/prog"));
     }
     // These name host files outside the root: inside it they do not exist.
     for outside in [

@@ -6,6 +6,7 @@ use progload_host::probe::{
 };
 use progload_testkit::elfbuild::{ElfBuilder, ProgramHeader};
 use progload_testkit::progs::{self, TempDir};
+use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
@@ -151,10 +152,13 @@ fn usr_bin_true_is_consistent() {
     let interp = img.mapping_at(base).expect("interpreter mapped at AT_BASE");
     assert_eq!(interp.offset, 0);
     assert_eq!(img.mapping_at(img.regs.rip).unwrap().path, interp.path);
-    assert_eq!(img.regs.rip, base + e_entry(Path::new(&interp.path)));
+    assert_eq!(
+        img.regs.rip,
+        base + e_entry(Path::new(OsStr::from_bytes(&interp.path)))
+    );
     let entry = img.auxv_get(AT_ENTRY).unwrap();
     let main = img.mapping_at(entry).expect("AT_ENTRY mapped");
-    assert_eq!(Path::new(&main.path), img.exe);
+    assert_eq!(Path::new(OsStr::from_bytes(&main.path)), img.exe);
     assert!(img.mm.start_code <= entry && entry < img.mm.end_code);
 }
 

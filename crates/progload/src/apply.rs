@@ -6,6 +6,7 @@ use alloc::string::String;
 use alloc::vec::Vec;
 use core::fmt::Write as _;
 
+use crate::contract::ByteString;
 use crate::mm::{Backing, Vma, Vmas};
 use crate::plan::Plan;
 use crate::prot::Prot;
@@ -109,12 +110,14 @@ pub struct MapsLine {
     pub dev: (u32, u32),
     /// Inode.
     pub inode: u64,
-    /// Path or name, "" for anonymous.
-    pub path: String,
+    /// The path or name as the kernel prints it (a newline in a path as `\012`), its bytes
+    /// exactly; empty for anonymous.
+    pub path: Vec<u8>,
 }
 
 impl MapsLine {
-    /// The line as the kernel prints it (without the newline).
+    /// The line as the kernel prints it (without the newline), bytes that are not UTF-8 shown
+    /// as `\xNN`.
     pub fn render(&self) -> String {
         let mut s = String::new();
         let _ = write!(
@@ -126,7 +129,7 @@ impl MapsLine {
             while s.len() < 73 {
                 s.push(' ');
             }
-            s.push_str(&self.path);
+            let _ = write!(s, "{}", ByteString::from(self.path.as_slice()));
         }
         s
     }
@@ -141,7 +144,7 @@ pub fn vsyscall_line() -> MapsLine {
         offset: 0,
         dev: (0, 0),
         inode: 0,
-        path: String::from("[vsyscall]"),
+        path: b"[vsyscall]".to_vec(),
     }
 }
 
@@ -152,7 +155,7 @@ pub fn vsyscall_line() -> MapsLine {
 /// it (the bss ending at `start_brk`) counts too.
 pub fn maps_lines<'a>(
     vmas: impl IntoIterator<Item = &'a Vma>,
-    file_info: impl Fn(usize) -> (String, (u32, u32), u64),
+    file_info: impl Fn(usize) -> (Vec<u8>, (u32, u32), u64),
     brk: (u64, u64),
     vsyscall: bool,
     heap_name_strict: bool,
@@ -166,7 +169,7 @@ pub fn maps_lines<'a>(
                     let (p, d, i) = file_info(*file);
                     (*offset, d, i, p)
                 }
-                Backing::Special(n) => (0, (0, 0), 0, n.clone()),
+                Backing::Special(n) => (0, (0, 0), 0, n.as_bytes().to_vec()),
                 // show_map_vma() asks "[heap]?" of every anonymous VMA before "[stack]?".
                 Backing::Stack | Backing::Anon => {
                     let heap = if heap_name_strict {
@@ -181,7 +184,7 @@ pub fn maps_lines<'a>(
                     } else {
                         ""
                     };
-                    (0, (0, 0), 0, String::from(name))
+                    (0, (0, 0), 0, name.as_bytes().to_vec())
                 }
             };
             MapsLine {
@@ -208,7 +211,7 @@ impl<N> Plan<N> {
             &self.vmas,
             |i| match self.files.get(i) {
                 Some(f) => (maps_path(&f.path), f.meta.dev, f.meta.inode),
-                None => (String::new(), (0, 0), 0),
+                None => (Vec::new(), (0, 0), 0),
             },
             (self.mm.start_brk, self.mm.brk),
             self.vsyscall,
@@ -218,14 +221,17 @@ impl<N> Plan<N> {
 }
 
 /// A file's path as /proc/PID/maps prints it: `seq_file_path(m, file, "\n")` writes a newline
-/// as `\012`; bytes that are not UTF-8 become U+FFFD here (the exact bytes are in
-/// [`crate::contract::MapRecord::path`]).
-fn maps_path(path: &[u8]) -> String {
-    let mut text = String::from_utf8_lossy(path).into_owned();
-    if text.contains('\n') {
-        text = text.replace('\n', "\\012");
+/// as `\012`, every other byte as it is.
+fn maps_path(path: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(path.len());
+    for &b in path {
+        if b == b'\n' {
+            out.extend_from_slice(b"\\012");
+        } else {
+            out.push(b);
+        }
     }
-    text
+    out
 }
 
 /// A simulated address space: VMAs plus the bytes the loader wrote, never copies of files.
@@ -316,13 +322,13 @@ impl<N: Clone + PartialEq> SimAddressSpace<N> {
     /// names each file (path, device, inode).
     pub fn maps(
         &self,
-        info: impl Fn(&N) -> (String, (u32, u32), u64),
+        info: impl Fn(&N) -> (Vec<u8>, (u32, u32), u64),
         brk: (u64, u64),
         vsyscall: bool,
     ) -> Vec<MapsLine> {
         maps_lines(
             self.vmas.iter(),
-            |i| self.files.get(i).map_or((String::new(), (0, 0), 0), &info),
+            |i| self.files.get(i).map_or((Vec::new(), (0, 0), 0), &info),
             brk,
             vsyscall,
             true,

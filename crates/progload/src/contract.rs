@@ -250,7 +250,7 @@ impl<N> Plan<N> {
                     offset: line.offset,
                     dev: line.dev,
                     inode: line.inode,
-                    path: ByteString(path.unwrap_or_else(|| line.path.into_bytes())),
+                    path: ByteString(path.unwrap_or(line.path)),
                     kind,
                 }
             })

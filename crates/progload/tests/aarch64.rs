@@ -79,14 +79,14 @@ fn static_exec_stack_and_vdso_match_the_recorded_kernel() {
     assert_eq!(aux(&p, AT_PHDR), 0x400040);
     assert_eq!(p.auxv.len(), 21, "20 entries and AT_NULL on 6.1");
     let maps = p.maps();
-    let vvar = maps.iter().find(|m| m.path == "[vvar]").unwrap();
+    let vvar = maps.iter().find(|m| m.path == b"[vvar]").unwrap();
     assert_eq!((vvar.start, vvar.end), (0xffff_f7ff_d000, 0xffff_f7ff_f000));
-    let stack = maps.iter().find(|m| m.path == "[stack]").unwrap();
+    let stack = maps.iter().find(|m| m.path == b"[stack]").unwrap();
     assert_eq!(
         (stack.start, stack.end),
         (0xffff_fffd_f000, 0x1_0000_0000_0000)
     );
-    assert!(maps.iter().all(|m| m.path != "[vsyscall]"));
+    assert!(maps.iter().all(|m| m.path != b"[vsyscall]"));
     // Registers: pc, sp, pstate (SSBS, as the farm's arm64 guests show), everything else 0.
     assert!(p
         .registers
@@ -135,7 +135,7 @@ fn unlimited_stack_is_legacy_bottom_up() {
     fs.add_file(b"/s", 0o755, ElfBuilder::minimal_aarch64_exec().build());
     let req = LoadRequest::new("/s", vec![b"/s".to_vec()], vec![]);
     let p = plan(&fs, &profile, &req, &mut SeededRng::new(0)).unwrap();
-    let vvar = p.maps().into_iter().find(|m| m.path == "[vvar]").unwrap();
+    let vvar = p.maps().into_iter().find(|m| m.path == b"[vvar]").unwrap();
     assert_eq!(vvar.start, 0x4000_0000_0000);
 }
 

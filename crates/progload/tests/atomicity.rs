@@ -57,7 +57,7 @@ proptest! {
         match plan(&fs, &profile, &req, &mut SeededRng::new(3)) {
             Ok(p) => {
                 sim.load(&p).unwrap();
-                let info = |_: &usize| (String::from("/mutant"), p.files[0].meta.dev, p.files[0].meta.inode);
+                let info = |_: &usize| (b"/mutant".to_vec(), p.files[0].meta.dev, p.files[0].meta.inode);
                 prop_assert_eq!(sim.maps(info, (p.mm.start_brk, p.mm.brk), p.vsyscall), p.maps());
             }
             Err(_) => prop_assert_eq!(sim.vmas(), &before[..]),

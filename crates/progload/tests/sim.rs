@@ -32,11 +32,7 @@ fn applied_space_shows_the_plans_maps_and_bytes() {
         sim.load(&p).unwrap();
         let info = |n: &usize| {
             let f = p.files.iter().find(|f| f.node == *n).unwrap();
-            (
-                String::from_utf8_lossy(&f.path).into_owned(),
-                f.meta.dev,
-                f.meta.inode,
-            )
+            (f.path.clone(), f.meta.dev, f.meta.inode)
         };
         assert_eq!(
             sim.maps(info, (p.mm.start_brk, p.mm.brk), p.vsyscall),

@@ -185,7 +185,7 @@ impl KernelImage {
 
     /// The `[stack]` mapping.
     pub fn stack_mapping(&self) -> Option<&MapsLine> {
-        self.maps.iter().find(|m| m.path == "[stack]")
+        self.maps.iter().find(|m| m.path == b"[stack]")
     }
 
     /// The mapping containing `addr`.

@@ -452,7 +452,7 @@ fn read_image(child: &mut ChildGuard) -> io::Result<KernelImage> {
         usize::try_from(stack_top - sp).map_err(|_| invalid_data("stack too large".into()))?;
     let mut stack_bytes = vec![0u8; len];
     proc.read_mem(sp, &mut stack_bytes)?;
-    let vdso_image = maps.iter().find(|m| m.path == "[vdso]").and_then(|m| {
+    let vdso_image = maps.iter().find(|m| m.path == b"[vdso]").and_then(|m| {
         let mut bytes = vec![0u8; usize::try_from(m.end - m.start).ok()?];
         proc.read_mem(m.start, &mut bytes).ok()?;
         Some(bytes)

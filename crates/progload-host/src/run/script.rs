@@ -173,9 +173,12 @@ pub(super) fn specials(
     let mut specials = Vec::new();
     for v in &plan.vmas {
         if let Backing::Special(name) = &v.backing {
-            let cur = maps.iter().find(|m| &m.path == name).ok_or_else(|| {
-                RunError::Unsupported(format!("this process has no {name} to move"))
-            })?;
+            let cur = maps
+                .iter()
+                .find(|m| m.path == name.as_bytes())
+                .ok_or_else(|| {
+                    RunError::Unsupported(format!("this process has no {name} to move"))
+                })?;
             if cur.len() != v.end - v.start {
                 return Err(RunError::Unsupported(format!(
                     "{name} is {:#x} bytes here, {:#x} in the plan",

@@ -146,7 +146,7 @@ fn gadget(
         .vmas
         .iter()
         .find(|v| matches!(&v.backing, Backing::Special(n) if n == "[vdso]"));
-    if let (Some(v), Some(cur)) = (planned_vdso, maps.iter().find(|m| m.path == "[vdso]")) {
+    if let (Some(v), Some(cur)) = (planned_vdso, maps.iter().find(|m| m.path == b"[vdso]")) {
         if cur.len() == v.end - v.start {
             let mut bytes = vec![0u8; cur.len() as usize];
             if Proc::Current.read_mem(cur.start, &mut bytes).is_ok() {
