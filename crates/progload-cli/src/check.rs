@@ -93,7 +93,12 @@ pub(crate) struct CheckExecArgs {
     /// The program to execute and its arguments (with --sweep or --replay: directories).
     /// Everything from PROGRAM on belongs to the program, options included (as with `env` or
     /// `setarch`).
-    #[arg(value_name = "PROGRAM [ARGS]", required = true, num_args = 1.., trailing_var_arg = true)]
+    #[arg(
+        value_name = "PROGRAM [ARGS] | DIR",
+        required = true,
+        num_args = 1..,
+        trailing_var_arg = true
+    )]
     command: Vec<OsString>,
 }
 

@@ -42,6 +42,9 @@ enum Command {
     /// compare the kernel's image with the plan, field by field. Exit 0 only when identical.
     /// With `--sweep`, the operands are directories and every executable file under them is
     /// checked.
+    #[command(override_usage = "progload check [OPTIONS] PROGRAM [ARGS]...\n       \
+                                progload check --sweep [OPTIONS] DIR...\n       \
+                                progload check --replay [OPTIONS] DIR...")]
     Check(Box<CheckArgs>),
     /// Replace this process with PROGRAM as `execve` would, by a userland exec: no execve
     /// call, same pid, the kernel's exact image.

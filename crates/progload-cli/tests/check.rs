@@ -237,6 +237,14 @@ fn sweep_of_a_missing_directory_or_a_file_fails() {
             "{err}"
         );
     }
+    // Without an operand, the usage names the directories.
+    let out = Command::new(env!("CARGO_BIN_EXE_progload"))
+        .args(["check", "--sweep"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("check --sweep [OPTIONS] DIR..."), "{err}");
 }
 
 /// Outcomes are sentences in text and structured in JSON, never Rust `Debug` text: an i386
