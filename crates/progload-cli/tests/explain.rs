@@ -48,6 +48,24 @@ fn kernel_errno_rlimit(
     }
 }
 
+/// `elf` with its `e_ident` padding (bytes 9 to 15, which the kernel's ELF loader ignores) set
+/// to the first value that no enabled binfmt_misc rule registered here matches, so that the
+/// kernel's verdict, for an exec of `exec_path`, is its ELF loader's whatever is installed.
+fn unclaimed(mut elf: Vec<u8>, exec_path: &[u8]) -> Vec<u8> {
+    use progload::binfmt::{misc, BUF_SIZE};
+    let rules = progload_host::binfmt_misc::registered_rules().unwrap();
+    for pad in 0..=u8::MAX {
+        elf[9..16].fill(pad);
+        let mut buf = [0u8; BUF_SIZE];
+        let n = elf.len().min(BUF_SIZE);
+        buf[..n].copy_from_slice(&elf[..n]);
+        if misc::find(&rules, &buf, exec_path).is_none() {
+            return elf;
+        }
+    }
+    panic!("every e_ident padding is claimed by a registered binfmt_misc rule");
+}
+
 fn case(path: &Path, extra: &[&str], argv: Vec<Vec<u8>>, needles: &[&str]) {
     let errno = kernel_errno(path, argv);
     let (code, out) = explain(path, extra);
@@ -92,9 +110,14 @@ fn failure_families_are_explained() {
         &["\\r", "Windows (CRLF)", "dos2unix"],
     );
 
-    // Wrong architecture.
-    let f = progs::write_executable(d, "arm64-app", &ElfBuilder::minimal_aarch64_exec().build())
-        .unwrap();
+    // Wrong architecture, in a file no binfmt_misc rule of this machine claims (qemu-user-static
+    // registers one for aarch64 ELF files).
+    let exec_path = d.join("arm64-app");
+    let arm64 = unclaimed(
+        ElfBuilder::minimal_aarch64_exec().build(),
+        exec_path.as_os_str().as_encoded_bytes(),
+    );
+    let f = progs::write_executable(d, "arm64-app", &arm64).unwrap();
     case(
         &f,
         &[],

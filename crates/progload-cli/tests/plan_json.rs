@@ -75,7 +75,7 @@ fn same(program: &str, rlimit: Option<Option<u64>>) {
             let (major, minor) = m.dev.split_once(':').unwrap();
             let dev = [major, minor].map(|x| u32::from_str_radix(x, 16).unwrap());
             serde_json::json!({"start": m.start, "end": m.end, "perms": m.perms, "offset": m.offset,
-                "dev": dev, "inode": m.inode, "path": m.path})
+                "dev": dev, "inode": m.inode, "path": progload::contract::ByteString(m.path.clone())})
         })
         .collect();
     // The kernel does not say what a mapping is: compare everything else.
