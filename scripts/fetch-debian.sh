@@ -9,6 +9,8 @@
 #   fetch-debian.sh i386    for crates/progload-host/tests/i386_debian.rs (i386 programs this
 #     x86_64 kernel runs): busybox-static, coreutils, bash and libc6 of i386 in
 #     <target>/i386-debian/root/{bin,usr/bin,lib/ld-linux.so.2,...}
+#   fetch-debian.sh amd64   for the `run --root` tests of crates/progload-cli/tests/run.rs: a
+#     busybox-only root: busybox-static of amd64 in <target>/amd64-debian/root/bin/busybox
 #
 # <target> is $CARGO_TARGET_DIR or the workspace's target/. The .debs are kept in
 # <target>/ARCH-debian/debs and the tree is marked complete by <target>/ARCH-debian/STAMP, so a
@@ -34,7 +36,11 @@ case "$arch" in
         packages=(busybox-static:i386 coreutils:i386 bash:i386 libc6:i386)
         needed=(bin/busybox bin/ls bin/bash lib/ld-linux.so.2)
         ;;
-    *) echo "fetch-debian: unknown ARCH $arch (arm64 or i386)" >&2; exit 2 ;;
+    amd64)
+        packages=(busybox-static:amd64)
+        needed=(bin/busybox)
+        ;;
+    *) echo "fetch-debian: unknown ARCH $arch (arm64, i386 or amd64)" >&2; exit 2 ;;
 esac
 
 complete() {
@@ -61,7 +67,8 @@ fi
 
 # (Outputs are captured first: `cmd | grep -q` can fail with SIGPIPE under pipefail.)
 foreign="$(dpkg --print-foreign-architectures)"
-if ! grep -qx "$arch" <<<"$foreign"; then
+native="$(dpkg --print-architecture)"
+if [ "$arch" != "$native" ] && ! grep -qx "$arch" <<<"$foreign"; then
     echo "fetch-$arch: dpkg --add-architecture $arch"
     "${sudo[@]}" dpkg --add-architecture "$arch"
 fi

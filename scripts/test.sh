@@ -25,6 +25,7 @@ fi
 # oracle test; cached under target/.
 bash scripts/fetch-debian.sh arm64
 bash scripts/fetch-debian.sh i386
+bash scripts/fetch-debian.sh amd64
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

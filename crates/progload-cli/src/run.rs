@@ -2,13 +2,14 @@
 
 use std::ffi::OsString;
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd};
+use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Args;
 use progload::plan;
-use progload_host::run::{default_sigpipe, exec_plan_in_place, RunError};
+use progload::FileSystem;
+use progload_host::run::{default_sigpipe, exec_plan_in_place_with, RunError, RunOptions};
 
 use crate::args::{prepare, ExecArgs, PrepError, Usage};
 use crate::report::report_failure;
@@ -20,10 +21,12 @@ use crate::report::report_failure;
 /// kernel.
 #[derive(Args)]
 pub(crate) struct RunArgs {
-    /// Host directory used as `/` for the exec: PROGRAM and its interpreters are found in it,
-    /// and no path leaves it. The program itself then runs in this process's root.
-    #[arg(long, value_name = "DIR", default_value = "/")]
-    root: PathBuf,
+    /// Host directory that becomes the program's `/`, as after `chroot DIR`: PROGRAM, its
+    /// interpreters and every file the program opens later are found in it. A caller without
+    /// CAP_SYS_CHROOT enters it in a new user and mount namespace (its uid and gid mapped to
+    /// themselves).
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
     /// Working directory inside the root: relative paths resolve from it, and the program
     /// starts in it (default: the current directory when the root is `/`, else `/`).
     #[arg(long, value_name = "DIR")]
@@ -68,7 +71,7 @@ impl RunArgs {
     /// The options as `plan` takes them: the caller as this process is.
     fn exec_args(&self) -> ExecArgs {
         ExecArgs {
-            root: self.root.clone(),
+            root: self.root.clone().unwrap_or_else(|| PathBuf::from("/")),
             cwd: self.cwd.clone(),
             argv0: self.argv0.clone(),
             env_clear: self.env_clear,
@@ -120,23 +123,23 @@ pub(crate) fn run(args: &RunArgs) -> ExitCode {
         Err(e) => return fail(&prep.program, &RunError::Plan(e)),
     };
     // The plan resolved PROGRAM from the working directory the options name: the program
-    // starts there too, as it would after `cd DIR` and an exec. (The directory is the one the
-    // plan resolved inside the root, entered through its descriptor.)
-    if a.cwd.is_some() || a.root != std::path::Path::new("/") {
-        if let Some(cwd) = &prep.request.cwd {
-            let fd = cwd.node().as_fd().as_raw_fd();
-            if let Err(e) = std::env::set_current_dir(format!("/proc/self/fd/{fd}")) {
-                eprintln!("progload: cannot enter the working directory: {e}");
-                return ExitCode::from(126);
-            }
-        }
-    }
+    // starts there too, as it would after `cd DIR` and an exec, and with --root in that root
+    // (the directories the plan resolved, entered through their descriptors).
+    let root = prep.fs.root();
+    let options = RunOptions {
+        root: args.root.is_some().then(|| root.as_fd()),
+        cwd: if a.cwd.is_some() || args.root.is_some() {
+            prep.request.cwd.as_ref().map(|c| c.node().as_fd())
+        } else {
+            None
+        },
+    };
     // Nothing should be buffered, but a kernel exec would drop it: flush.
     let _ = std::io::stdout().flush();
     // As std::process::Command does for its children: the program starts with the default
     // SIGPIPE action, not the one the Rust runtime set for progload.
     default_sigpipe();
-    match exec_plan_in_place(&p) {
+    match exec_plan_in_place_with(&p, &options) {
         Ok(never) => match never {},
         Err(e) => fail(&prep.program, &e),
     }

@@ -207,7 +207,7 @@ impl LoadRequestBuilder {
         self
     }
 
-    /// The 16 AT_RANDOM bytes (default: drawn from the RNG given to [`plan()`]).
+    /// The 16 AT_RANDOM bytes (default: drawn from the RNG given to [`plan()`](crate::plan())).
     pub fn random_bytes(mut self, bytes: [u8; 16]) -> Self {
         self.random_bytes = Some(bytes);
         self

@@ -39,6 +39,15 @@ pub enum RunError {
     /// privileged to take them; errno `EPERM`.
     #[error("a set-id exec in place changes the credentials, which needs an effective uid of 0")]
     NeedsPrivilege,
+    /// Setting `/proc/PID/exe` to the program (`PR_SET_MM_MAP`'s `exe_fd`) needs
+    /// `CAP_CHECKPOINT_RESTORE` or `CAP_SYS_ADMIN`, which the calling process lacks; errno
+    /// `EPERM`.
+    #[error(
+        "an exec in place sets /proc/PID/exe, which needs CAP_CHECKPOINT_RESTORE or \
+         CAP_SYS_ADMIN: run as root, or with a root directory (progload run --root DIR, \
+         also --root /), which an unprivileged caller enters in a new user namespace"
+    )]
+    NeedsExeCapability,
     /// A step of the rebuild failed before anything changed: a `ptrace` request of the
     /// helper, or a system call run in the calling process (by the helper or by the
     /// self-replay). The caller goes on unchanged.
@@ -103,7 +112,7 @@ impl RunError {
                 Errno(errno.raw_os_error())
             }
             RunError::Reported { errno, .. } => *errno,
-            RunError::NeedsPrivilege => Errno::EPERM,
+            RunError::NeedsPrivilege | RunError::NeedsExeCapability => Errno::EPERM,
             RunError::Unparsable { .. }
             | RunError::Unsupported(_)
             | RunError::StepResult { .. } => Errno::EINVAL,

@@ -117,6 +117,16 @@
 //!   `syscall` instruction (bytes `0f 05`) in the vDSO or the image's code; otherwise the
 //!   error is returned before the point of no return.
 //!
+//! # Root, working directory, privileges
+//!
+//! [`RunOptions`] name the program's root and working directory; P enters them as its last
+//! step before the point of no return (module `root`), once every file is open, its maps,
+//! descriptors and `/proc/self/mem` (for the helper) read or opened. Setting
+//! `/proc/PID/exe` needs `CAP_CHECKPOINT_RESTORE` or `CAP_SYS_ADMIN`: a caller without them
+//! gets [`RunError::NeedsExeCapability`] before anything changes, unless it gives a root,
+//! which it then enters in a new user namespace holding those capabilities (dropped at the
+//! end of the script).
+//!
 //! # Limits
 //!
 //! - x86_64 only; elsewhere every function returns [`RunError::Unsupported`].
@@ -140,6 +150,7 @@ mod caller;
 mod error;
 #[cfg(target_arch = "x86_64")]
 mod ptrace_helper;
+mod root;
 #[cfg(target_arch = "x86_64")]
 mod script;
 #[cfg(target_arch = "x86_64")]
@@ -150,6 +161,7 @@ use std::convert::Infallible;
 use progload::{LoadRequest, Plan, Profile, SeededRng};
 
 pub use self::error::RunError;
+pub use self::root::RunOptions;
 
 use crate::{HostFs, HostHandle};
 
@@ -200,19 +212,35 @@ pub fn exec_in_place(
 /// process is killed with `SIGSEGV`. It never returns on success.
 #[doc(alias = "execve")]
 pub fn exec_plan_in_place(plan: &Plan<HostHandle>) -> Result<Infallible, RunError> {
+    exec_plan_in_place_with(plan, &RunOptions::default())
+}
+
+/// [`exec_plan_in_place`], the program starting in the root and working directory of
+/// `options` (entered last before the point of no return; see [`RunOptions`]).
+///
+/// # Errors
+/// As [`exec_plan_in_place`]; also a root the caller can enter neither with `chroot` nor in a
+/// new user namespace. The caller may then be in that namespace or in another working
+/// directory, its image unchanged.
+#[doc(alias = "execve")]
+pub fn exec_plan_in_place_with(
+    plan: &Plan<HostHandle>,
+    options: &RunOptions<'_>,
+) -> Result<Infallible, RunError> {
     refuse_compat(plan)?;
     #[cfg(target_arch = "x86_64")]
     {
+        let entry = root::decide(options)?;
         if caller::is_traced() {
             // A debugger holds P: no helper can attach; P rebuilds itself.
-            exec_replaying(plan)
+            exec_replaying(plan, options, entry)
         } else {
-            exec_with_helper(plan)
+            exec_with_helper(plan, options, entry)
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = plan;
+        let _ = (plan, options);
         Err(RunError::Unsupported(String::from(
             "userland exec is implemented for x86_64 only",
         )))
@@ -245,6 +273,7 @@ fn compile(
     plan: &Plan<HostHandle>,
     p: &caller::Caller,
     temp: &crate::sys::pages::TempPages,
+    entry: root::Entry,
 ) -> Result<script::Script, RunError> {
     let state = caller::state()?;
     let fds = p.fds();
@@ -253,30 +282,40 @@ fn compile(
         specials: &p.specials,
         files: &fds,
         state: &state,
+        drop_capabilities: entry.drop_capabilities,
     };
     script::compile(plan, &inputs)
 }
 
 /// The untraced path: P prepares, compiles the script, and a ptrace helper replays it.
 #[cfg(target_arch = "x86_64")]
-fn exec_with_helper(plan: &Plan<HostHandle>) -> Result<Infallible, RunError> {
+fn exec_with_helper(
+    plan: &Plan<HostHandle>,
+    options: &RunOptions<'_>,
+    entry: root::Entry,
+) -> Result<Infallible, RunError> {
     use crate::sys::abi::PAGE;
     use crate::sys::pages::Code;
     let p = caller::Caller::prepare(plan, caller::Runner::PtraceHelper)?;
     let temp = p.map_temp(plan, 2 * PAGE, Code::Syscall, |range| {
         script::argument_blocks(plan, range, p.exe)
     })?;
-    let mut script = compile(plan, &p, &temp)?;
+    let mut script = compile(plan, &p, &temp, entry)?;
     let channel = ptrace_helper::Channel::open()?;
     script.close_on_exec(&caller::close_on_exec_fds()?);
     script.unmap_temporary();
+    root::enter(options, entry)?;
     // `p` (the plan's files) and `temp` stay alive until the helper has used them.
     channel.run(&script)
 }
 
 /// The traced path: P prepares, compiles the script, and replays it itself.
 #[cfg(target_arch = "x86_64")]
-fn exec_replaying(plan: &Plan<HostHandle>) -> Result<Infallible, RunError> {
+fn exec_replaying(
+    plan: &Plan<HostHandle>,
+    options: &RunOptions<'_>,
+    entry: root::Entry,
+) -> Result<Infallible, RunError> {
     use crate::sys::pages::Code;
     let p = caller::Caller::prepare(plan, caller::Runner::SelfReplay)?;
     let replay = self_replay::SelfReplay::prepare(plan, &p.maps, &p.files)?;
@@ -285,9 +324,10 @@ fn exec_replaying(plan: &Plan<HostHandle>) -> Result<Infallible, RunError> {
         replay.fill_data(&mut data, range, plan);
         Ok(data)
     })?;
-    let mut script = compile(plan, &p, &temp)?;
+    let mut script = compile(plan, &p, &temp, entry)?;
     replay.extend(&mut script, plan);
     script.close_on_exec(&caller::close_on_exec_fds()?);
+    root::enter(options, entry)?;
     replay.run(&script, &temp)
 }
 
@@ -313,14 +353,22 @@ pub fn spawn(
 /// # Errors
 /// As [`spawn`].
 pub fn spawn_plan(plan: &Plan<HostHandle>) -> Result<Pid, RunError> {
+    spawn_plan_with(plan, &RunOptions::default())
+}
+
+/// [`spawn_plan`], the child starting in the root and working directory of `options`.
+///
+/// # Errors
+/// As [`spawn`].
+pub fn spawn_plan_with(plan: &Plan<HostHandle>, options: &RunOptions<'_>) -> Result<Pid, RunError> {
     refuse_compat(plan)?;
     #[cfg(target_arch = "x86_64")]
     {
-        spawn_child(plan)
+        spawn_child(plan, options)
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = plan;
+        let _ = (plan, options);
         Err(RunError::Unsupported(String::from(
             "userland exec is implemented for x86_64 only",
         )))
@@ -330,7 +378,7 @@ pub fn spawn_plan(plan: &Plan<HostHandle>) -> Result<Pid, RunError> {
 /// Forks; the child replaces itself with `plan`; returns its pid once it is past its point
 /// of no return (the report pipe, close-on-exec, is closed by its script).
 #[cfg(target_arch = "x86_64")]
-fn spawn_child(plan: &Plan<HostHandle>) -> Result<Pid, RunError> {
+fn spawn_child(plan: &Plan<HostHandle>, options: &RunOptions<'_>) -> Result<Pid, RunError> {
     use std::os::fd::AsRawFd;
     let (r, w) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)
         .map_err(|e| RunError::host("pipe", e))?;
@@ -339,7 +387,7 @@ fn spawn_child(plan: &Plan<HostHandle>) -> Result<Pid, RunError> {
     // allocator is reset for the child), then writes its error and exits.
     let child = crate::sys::process::fork(|| {
         let _ = crate::sys::process::close_range(read_end, read_end);
-        let e = match exec_plan_in_place(plan) {
+        let e = match exec_plan_in_place_with(plan, options) {
             Err(e) => e,
             Ok(never) => match never {},
         };

@@ -18,7 +18,6 @@ use rustix::process::{Pid, WaitOptions, WaitStatus};
 
 use super::error::RunError;
 use super::script::{syscall, Expect, Script, Step};
-use crate::proc::Proc;
 use crate::sys::abi::{RSEQ_FLAG_UNREGISTER, SYSCALL_INSN, USER_CS, USER_DS};
 use crate::sys::process;
 use crate::sys::ptrace::{self, Regs};
@@ -54,6 +53,9 @@ pub(super) struct Channel {
     /// Caller → helper: go (the ptracer is named).
     go_r: OwnedFd,
     go_w: OwnedFd,
+    /// The caller's `/proc/self/mem`, opened by the caller (before it enters another root,
+    /// where no `/proc` may exist) for the helper's writes.
+    mem: OwnedFd,
 }
 
 impl Channel {
@@ -64,11 +66,18 @@ impl Channel {
             || rustix::pipe::pipe_with(PipeFlags::CLOEXEC).map_err(|e| RunError::host("pipe", e));
         let (from_helper, to_caller) = pipe()?;
         let (go_r, go_w) = pipe()?;
+        let mem = rustix::fs::open(
+            "/proc/self/mem",
+            OFlags::RDWR | OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )
+        .map_err(|e| RunError::host("opening /proc/self/mem", e))?;
         Ok(Channel {
             from_helper,
             to_caller,
             go_r,
             go_w,
+            mem,
         })
     }
 
@@ -80,12 +89,13 @@ impl Channel {
             to_caller,
             go_r,
             go_w,
+            mem,
         } = self;
         // First fork: a raw clone with no exit signal, so no SIGCHLD reaches the caller; the
         // caller is single-threaded (checked when it prepared), the children only fork,
         // write to a pipe and replay. The helper ends up a child of init.
         let h1 = process::clone_without_exit_signal(|| {
-            let h2 = process::fork(|| helper_main(script, &go_r, &to_caller));
+            let h2 = process::fork(|| helper_main(script, &go_r, &to_caller, mem));
             // The helper's pid, or the fork's negated errno.
             let msg = match h2 {
                 Ok(pid) => pid.as_raw_nonzero().get(),
@@ -223,9 +233,9 @@ fn decode_report(msg: &[u8]) -> RunError {
 }
 
 /// The helper process's body; returns its exit code.
-fn helper_main(script: &Script, go: &OwnedFd, report: &OwnedFd) -> i32 {
-    close_others(go.as_raw_fd(), report.as_raw_fd());
-    match replay(script, go) {
+fn helper_main(script: &Script, go: &OwnedFd, report: &OwnedFd, mem: OwnedFd) -> i32 {
+    close_others(&[go.as_raw_fd(), report.as_raw_fd(), mem.as_raw_fd()]);
+    match replay(script, go, File::from(mem)) {
         Ok(()) => 0,
         Err(failure) => {
             let _ = rustix::io::write(report, &failure.encode());
@@ -234,22 +244,21 @@ fn helper_main(script: &Script, go: &OwnedFd, report: &OwnedFd) -> i32 {
     }
 }
 
-/// Closes every descriptor but the two pipe ends, so that the helper holds none of the
-/// caller's files or pipes open.
-fn close_others(a: RawFd, b: RawFd) {
-    let (lo, hi) = (a.min(b) as u32, a.max(b) as u32);
-    let ranges = [
-        (0u32, lo.checked_sub(1)),
-        (lo + 1, hi.checked_sub(1)),
-        (hi + 1, Some(u32::MAX)),
-    ];
-    for (first, last) in ranges {
-        if let Some(last) = last {
+/// Closes every descriptor but `keep` (the two pipe ends and the caller's memory), so that
+/// the helper holds none of the caller's files or pipes open.
+fn close_others(keep: &[RawFd]) {
+    let mut keep: Vec<u32> = keep.iter().map(|&fd| fd as u32).collect();
+    keep.sort_unstable();
+    let mut first = 0u32;
+    for fd in keep {
+        if let Some(last) = fd.checked_sub(1) {
             if first <= last {
                 let _ = process::close_range(first, last);
             }
         }
+        first = fd.saturating_add(1);
     }
+    let _ = process::close_range(first, u32::MAX);
 }
 
 struct Tracee {
@@ -397,23 +406,12 @@ fn attach(script: &Script) -> Result<Tracee, Failure> {
 
 /// The helper's work: wait for the go, attach, unregister rseq, replay the steps, start the
 /// program.
-fn replay(script: &Script, go: &OwnedFd) -> Result<(), Failure> {
+fn replay(script: &Script, go: &OwnedFd, mem: File) -> Result<(), Failure> {
     let mut b = [0u8; 1];
     if rustix::io::read(go, &mut b) != Ok(1) {
         return Err(failed("the caller went away")(Errno::SRCH));
     }
     let mut t = attach(script)?;
-    let path = Proc::Pid(script.pid).path("mem");
-    let mem = rustix::fs::open(
-        path.as_str(),
-        OFlags::RDWR | OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .map(File::from)
-    .map_err(|e| {
-        t.release();
-        Failure::Errno(format!("opening {path}"), e)
-    })?;
 
     // rseq_execve(): the registration points into memory about to go away.
     if let Ok(rseq) = ptrace::rseq_configuration(t.pid) {

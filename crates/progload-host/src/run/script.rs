@@ -31,11 +31,17 @@ const OFF_STACK_T: u64 = 64;
 const OFF_MM_MAP: u64 = 128;
 const OFF_AUXV: u64 = 256;
 const OFF_COMM: u64 = 1024;
+/// `capset`'s header (`_LINUX_CAPABILITY_VERSION_3`, pid 0), then its two zeroed data
+/// structs.
+const OFF_CAP_HEADER: u64 = 1040;
+const OFF_CAP_DATA: u64 = 1048;
 /// The self-replay's blocks: the `SIGTRAP` siginfo and the interpreter's final block.
 pub(super) const OFF_SIGINFO: u64 = 1088;
 pub(super) const OFF_FINAL: u64 = 1280;
 /// `sizeof(struct prctl_mm_map)`: twelve addresses, then `auxv_size` and `exe_fd` (32-bit).
 const MM_MAP_SIZE: u64 = 12 * 8 + 4 + 4;
+/// `_LINUX_CAPABILITY_VERSION_3`: two 32-bit words per set.
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 /// `sizeof(struct robust_list_head)` on x86_64, which `set_robust_list` checks.
 const ROBUST_LIST_HEAD_SIZE: u64 = 24;
 
@@ -219,6 +225,8 @@ pub(super) struct Inputs<'a> {
     pub(super) files: &'a [RawFd],
     /// The caller's state.
     pub(super) state: &'a CallerState,
+    /// Every capability is dropped at the end (those of a user namespace the caller made).
+    pub(super) drop_capabilities: bool,
 }
 
 fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
@@ -283,6 +291,11 @@ pub(super) fn argument_blocks(
     put_u64s(&mut data, OFF_AUXV, &auxv);
     let comm = plan.comm.get(..15).unwrap_or(&plan.comm);
     put(&mut data, OFF_COMM, comm);
+    put(
+        &mut data,
+        OFF_CAP_HEADER,
+        &LINUX_CAPABILITY_VERSION_3.to_le_bytes(),
+    );
     Ok(data)
 }
 
@@ -365,6 +378,23 @@ pub(super) fn compile(plan: &Plan<HostHandle>, inputs: &Inputs<'_>) -> Result<Sc
             libc::SYS_setresuid,
             [id(c.uid), id(c.euid), id(c.suid), 0, 0, 0],
             "setresuid",
+            Expect::Ok,
+        ));
+    }
+    if inputs.drop_capabilities {
+        // What cap_bprm_creds_from_file() leaves a non-zero uid running a file without
+        // capabilities: nothing permitted, effective or inheritable.
+        steps.push(syscall(
+            libc::SYS_capset,
+            [
+                inputs.temp.data() + OFF_CAP_HEADER,
+                inputs.temp.data() + OFF_CAP_DATA,
+                0,
+                0,
+                0,
+                0,
+            ],
+            "capset (dropping the user namespace's capabilities)",
             Expect::Ok,
         ));
     }

@@ -243,3 +243,12 @@ pub(crate) fn resids() -> Result<([u32; 3], [u32; 3]), Errno> {
     }
     Ok(([r, e, s], [rg, eg, sg]))
 }
+
+/// `unshare(CLONE_NEWUSER | CLONE_NEWNS)`: a new user namespace (this process holds every
+/// capability in it) and a new mount namespace.
+pub(crate) fn unshare_user_and_mount() -> Result<(), Errno> {
+    use rustix::thread::UnshareFlags;
+    // SAFETY: the only hazard of unshare_unsafe is `CLONE_FILES` (threads seeing descriptors
+    // of another table); these flags leave the descriptor table shared as it is.
+    unsafe { rustix::thread::unshare_unsafe(UnshareFlags::NEWUSER | UnshareFlags::NEWNS) }
+}
