@@ -9,7 +9,9 @@ use std::process::ExitCode;
 use clap::Args;
 use progload::plan;
 use progload::FileSystem;
-use progload_host::run::{default_sigpipe, exec_plan_in_place_with, RunError, RunOptions};
+use progload_host::run::{
+    default_sigpipe, exec_plan_in_place_with, free_execfd, RunError, RunOptions,
+};
 
 use crate::args::{prepare, ExecArgs, PrepError, Usage};
 use crate::report::report_failure;
@@ -113,6 +115,8 @@ pub(crate) fn run(args: &RunArgs) -> ExitCode {
         }
         Err(PrepError::Exec(p, e)) => return fail(&p, &RunError::Plan(e)),
     };
+    // binfmt_misc O/C: AT_EXECFD is the lowest descriptor the program does not inherit.
+    prep.request.execfd = free_execfd();
     let p = match plan(&prep.fs, &prep.profile, &prep.request, &mut prep.rng) {
         Ok(p) => p,
         // The kernel would run an i386 program; progload run cannot (see

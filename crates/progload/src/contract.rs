@@ -218,6 +218,8 @@ pub struct PlanRecord {
     pub exec_stack: bool,
     /// `AT_EXECFD`, when a binfmt_misc `O`/`C` rule applied.
     pub execfd: Option<u64>,
+    /// The file open at `execfd`: the program the rule matched, its path inside the root.
+    pub execfd_path: Option<ByteString>,
     /// Whether the layout was randomized.
     pub randomized: bool,
     /// `mmap_base`.
@@ -304,6 +306,10 @@ impl<N> Plan<N> {
             personality: self.personality,
             exec_stack: self.exec_stack,
             execfd: self.execfd,
+            execfd_path: self
+                .execfd_file
+                .as_ref()
+                .map(|f| ByteString(f.path.clone())),
             randomized: self.randomized,
             mmap_base: self.mmap_base,
             bti: self.bti,

@@ -108,6 +108,9 @@ pub struct Plan<N> {
     pub exec_stack: bool,
     /// `AT_EXECFD`, when a binfmt_misc `O`/`C` rule applied.
     pub execfd: Option<u64>,
+    /// The file installed at [`execfd`](Self::execfd), open for reading: the program the
+    /// rule matched (`bprm->executable`).
+    pub execfd_file: Option<PlanFile<N>>,
     /// Whether the layout was randomized.
     pub randomized: bool,
     /// `mmap_base`.
@@ -442,6 +445,11 @@ fn plan_inner<F: FileSystem + ?Sized>(
         personality,
         exec_stack: loaded.exec_stack,
         execfd,
+        execfd_file: execfd.and(handled.executable).map(|f| PlanFile {
+            node: f.node,
+            path: f.path,
+            meta: f.meta,
+        }),
         randomized: randomize,
         mmap_base: mm.mmap_base,
         bti: img.bti,

@@ -43,6 +43,9 @@ pub(super) struct Caller {
     pub(super) maps: Vec<MapsLine>,
     /// The special mappings the plan keeps.
     pub(super) specials: Vec<Special>,
+    /// binfmt_misc `O`/`C`: the program, opened for reading, and the descriptor number
+    /// `AT_EXECFD` names.
+    pub(super) execfd: Option<(OwnedFd, RawFd)>,
 }
 
 fn open_node(node: &HostHandle) -> Result<OwnedFd, RunError> {
@@ -62,9 +65,6 @@ impl Caller {
         let unsupported = |why: &str| Err(RunError::Unsupported(String::from(why)));
         if plan.arch != Arch::X86_64 || plan.page_size != PAGE {
             return unsupported("the plan is not for x86_64 with 4 KiB pages");
-        }
-        if plan.execfd.is_some() {
-            return unsupported("binfmt_misc O/C (AT_EXECFD) is not supported");
         }
         if Proc::Current.thread_count().unwrap_or(1) > 1 {
             return unsupported("the calling process has several threads");
@@ -91,17 +91,39 @@ impl Caller {
             .maps()
             .map_err(|e| RunError::proc("/proc/self/maps", e))?;
         let specials = script::specials(plan, &maps)?;
+        let execfd = match (plan.execfd, &plan.execfd_file) {
+            (None, _) => None,
+            (Some(n), Some(file)) => {
+                let to = RawFd::try_from(n)
+                    .ok()
+                    .filter(|&fd| !process::is_inherited(fd))
+                    .ok_or_else(|| {
+                        RunError::Unsupported(format!(
+                            "AT_EXECFD {n} is not a free descriptor number for the program \
+                             (one it inherits is open there)"
+                        ))
+                    })?;
+                Some((open_node(&file.node)?, to))
+            }
+            (Some(_), None) => return unsupported("the plan's AT_EXECFD names no file"),
+        };
         Ok(Caller {
             files,
             exe,
             maps,
             specials,
+            execfd,
         })
     }
 
     /// The descriptors of the plan's files.
     pub(super) fn fds(&self) -> Vec<RawFd> {
         self.files.iter().map(|f| f.as_raw_fd()).collect()
+    }
+
+    /// The `AT_EXECFD` installation: (the program's descriptor here, its number there).
+    pub(super) fn execfd(&self) -> Option<(RawFd, RawFd)> {
+        self.execfd.as_ref().map(|(fd, to)| (fd.as_raw_fd(), *to))
     }
 
     /// Maps the temporary pages (`len` bytes) free now and outside every planned VMA, fills

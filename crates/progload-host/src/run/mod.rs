@@ -135,7 +135,6 @@
 //!   (ld.so loading libc, malloc arenas) are placed below the caller's `mmap_base`, which was
 //!   chosen when the caller itself was exec'd. With randomization off, run the caller under
 //!   `setarch -R` too to get the kernel's exact later placements.
-//! - binfmt_misc `O`/`C` (`AT_EXECFD`) is not supported.
 //! - POSIX timers (`timer_create`) of the caller are not deleted.
 //!
 //! # Modules
@@ -184,6 +183,16 @@ fn os_rng() -> SeededRng {
 /// usually wants the program to start with the default `SIGPIPE` instead: call this first.
 pub fn default_sigpipe() {
     crate::sys::process::default_sigpipe();
+}
+
+/// The descriptor number a binfmt_misc `O`/`C` exec in place installs `AT_EXECFD` at: the
+/// lowest one the program does not inherit open, as a kernel exec picks it in a process whose
+/// only descriptors are those it passes on (put it in [`LoadRequest::execfd`]). The calling
+/// process's own close-on-exec descriptors do not count: they are gone after the exec.
+pub fn free_execfd() -> u64 {
+    (0..)
+        .find(|&fd| !crate::sys::process::is_inherited(fd))
+        .map_or(0, |fd| fd as u64)
 }
 
 /// Replaces the calling process with `request`, as `execve` would, without `execve`.
@@ -302,7 +311,7 @@ fn exec_with_helper(
     })?;
     let mut script = compile(plan, &p, &temp, entry)?;
     let channel = ptrace_helper::Channel::open()?;
-    script.close_on_exec(&caller::close_on_exec_fds()?);
+    script.close_on_exec(&caller::close_on_exec_fds()?, p.execfd());
     script.unmap_temporary();
     root::enter(options, entry)?;
     // `p` (the plan's files) and `temp` stay alive until the helper has used them.
@@ -326,7 +335,7 @@ fn exec_replaying(
     })?;
     let mut script = compile(plan, &p, &temp, entry)?;
     replay.extend(&mut script, plan);
-    script.close_on_exec(&caller::close_on_exec_fds()?);
+    script.close_on_exec(&caller::close_on_exec_fds()?, p.execfd());
     root::enter(options, entry)?;
     replay.run(&script, &temp)
 }

@@ -137,10 +137,21 @@ impl Script {
         self.temp.addr
     }
 
-    /// Appends the closing of `fds` (the close-on-exec descriptors, listed once every
-    /// descriptor of the exec exists).
-    pub(super) fn close_on_exec(&mut self, fds: &[RawFd]) {
-        for &fd in fds {
+    /// Appends the installation of the binfmt_misc `AT_EXECFD` descriptor, `execfd` = (the
+    /// caller's descriptor of the program, its number in the new image), as `dup3(from, to,
+    /// 0)` (open for reading, not close-on-exec, as the kernel installs it), then the closing
+    /// of `fds` (the close-on-exec descriptors, listed once every descriptor of the exec
+    /// exists), but the installed one.
+    pub(super) fn close_on_exec(&mut self, fds: &[RawFd], execfd: Option<(RawFd, RawFd)>) {
+        if let Some((from, to)) = execfd {
+            self.steps.push(syscall(
+                libc::SYS_dup3,
+                [from as u64, to as u64, 0, 0, 0, 0],
+                "dup3 of AT_EXECFD",
+                Expect::Value(to as u64),
+            ));
+        }
+        for &fd in fds.iter().filter(|&&fd| Some(fd) != execfd.map(|e| e.1)) {
             self.steps.push(syscall(
                 libc::SYS_close,
                 [fd as u64, 0, 0, 0, 0, 0],

@@ -63,12 +63,22 @@ pub(crate) fn close_range(first: u32, last: u32) -> Result<(), Errno> {
     syscall_result(r).map(drop)
 }
 
-/// Whether descriptor `fd` is open and close-on-exec.
-pub(crate) fn is_close_on_exec(fd: RawFd) -> bool {
+/// The descriptor flags of `fd`, `None` when it is not open.
+fn fd_flags(fd: RawFd) -> Option<rustix::io::FdFlags> {
     // SAFETY: the descriptor is only borrowed for one fcntl(F_GETFD); if it is not open the
     // call fails with EBADF and nothing else happens.
     let fd = unsafe { BorrowedFd::borrow_raw(fd) };
-    rustix::io::fcntl_getfd(fd).is_ok_and(|f| f.contains(rustix::io::FdFlags::CLOEXEC))
+    rustix::io::fcntl_getfd(fd).ok()
+}
+
+/// Whether descriptor `fd` is open and close-on-exec.
+pub(crate) fn is_close_on_exec(fd: RawFd) -> bool {
+    fd_flags(fd).is_some_and(|f| f.contains(rustix::io::FdFlags::CLOEXEC))
+}
+
+/// Whether descriptor `fd` is open and survives an exec (not close-on-exec).
+pub(crate) fn is_inherited(fd: RawFd) -> bool {
+    fd_flags(fd).is_some_and(|f| !f.contains(rustix::io::FdFlags::CLOEXEC))
 }
 
 /// The calling process's personality (`personality(0xffffffff)` queries without changing).

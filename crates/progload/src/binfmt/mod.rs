@@ -35,6 +35,9 @@ pub(crate) struct Handled<N> {
     pub execfd: bool,
     /// binfmt_misc `C`: the file whose set-id bits decide the credentials.
     pub credentials_from: Option<Found<N>>,
+    /// binfmt_misc `O`/`C`: the file passed open (`bprm->executable`), the one the rule
+    /// matched.
+    pub executable: Option<Found<N>>,
 }
 
 /// Where the handlers resolve paths: the plan's root and the caller's cwd.
@@ -129,6 +132,7 @@ pub(crate) fn search<F: FileSystem + ?Sized>(
     let mut interp_name = filename.to_vec();
     let (mut preserve_argv0, mut execfd, mut execfd_taken) = (false, false, false);
     let mut credentials_from = None;
+    let mut executable = None;
     let mut depth = 0u32;
     loop {
         if depth > 5 {
@@ -150,6 +154,7 @@ pub(crate) fn search<F: FileSystem + ?Sized>(
                         preserve_argv0,
                         execfd,
                         credentials_from,
+                        executable,
                     });
                 }
             }
@@ -177,6 +182,9 @@ pub(crate) fn search<F: FileSystem + ?Sized>(
         let next = open_interpreter(fs, creds, dir, &rw.interpreter, role, trace)?;
         if rw.credentials_from_program {
             credentials_from = Some(cur.clone());
+        }
+        if rw.execfd && executable.is_none() {
+            executable = Some(cur.clone());
         }
         cur = next;
         if execfd {
