@@ -44,7 +44,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
     sudo=()
     [ "$(id -u)" = 0 ] || sudo=(sudo)
     echo "cross-build: apt-get install ${missing[*]}" >&2
-    "${sudo[@]}" apt-get update -qq >&2
+    # A mirror in mid-sync can fail one index (apt-get update exits 100) while the lists
+    # the install needs are fine: go on, and let the install say whether they are.
+    "${sudo[@]}" apt-get update -qq >&2 || echo "cross-build: apt-get update reported errors; installing from the lists it got" >&2
     DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
 fi
 
